@@ -279,7 +279,8 @@ static void write_counters(void)
 /* Once INIT is answered (any later request proves it), record the negotiated status. */
 static void counters_after_init(void)
 {
-	if (fs.counters_path && !atomic_exchange(&fs.counters_written, true))
+	if (fs.counters_path && !atomic_load(&fs.counters_written) &&
+	    !atomic_exchange(&fs.counters_written, true))
 		write_counters();
 }
 
@@ -394,41 +395,34 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 	}
 }
 
+/* mknod, mkdir and symlink ran as the caller (res is their result); answer with the entry. */
+static void reply_made(fuse_req_t req, fuse_ino_t parent, const char *name, int res)
+{
+	int err = res < 0 ? errno : 0;
+	become_server();
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		reply_entry(req, parent, name);
+}
+
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     dev_t rdev)
 {
 	become_caller(req);
-	int res = mknodat(inode_of(parent)->fd, name, mode, rdev);
-	int err = errno;
-	become_server();
-	if (res < 0)
-		fuse_reply_err(req, err);
-	else
-		reply_entry(req, parent, name);
+	reply_made(req, parent, name, mknodat(inode_of(parent)->fd, name, mode, rdev));
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	become_caller(req);
-	int res = mkdirat(inode_of(parent)->fd, name, mode);
-	int err = errno;
-	become_server();
-	if (res < 0)
-		fuse_reply_err(req, err);
-	else
-		reply_entry(req, parent, name);
+	reply_made(req, parent, name, mkdirat(inode_of(parent)->fd, name, mode));
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
 	become_caller(req);
-	int res = symlinkat(link, inode_of(parent)->fd, name);
-	int err = errno;
-	become_server();
-	if (res < 0)
-		fuse_reply_err(req, err);
-	else
-		reply_entry(req, parent, name);
+	reply_made(req, parent, name, symlinkat(link, inode_of(parent)->fd, name));
 }
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
@@ -878,6 +872,14 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "fpio-passthrough: %s: %s\n", o.counters_file, strerror(errno));
 		return 1;
 	}
+	if (fs.counters_path) {
+		/* Blocked from the start (a SIGUSR1 must never kill the server) and inherited by
+		 * every thread; counters_thread takes it with sigwait. */
+		sigset_t set;
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		pthread_sigmask(SIG_BLOCK, &set, NULL);
+	}
 	umask(0); /* the kernel already applied the caller's umask to create modes */
 	if (!open_root(o.source))
 		return 1;
@@ -902,14 +904,9 @@ int main(int argc, char *argv[])
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;
 
-	/* Block SIGUSR1 before any thread exists, so all of them inherit the mask. */
 	pthread_t counters_tid;
 	bool counters_running = false;
 	if (fs.counters_path) {
-		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGUSR1);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
 		counters_running = pthread_create(&counters_tid, NULL, counters_thread, NULL) == 0;
 		if (!counters_running)
 			fprintf(stderr, "fpio-passthrough: cannot start the SIGUSR1 thread\n");
