@@ -4,8 +4,8 @@
  *                    [--no-passthrough] [--counters-file=PATH] [--timeout=SEC]
  *                    [-o opts] SOURCE MOUNTPOINT
  *
- * A plain libfuse lowlevel server. The fpio calls are marked "fpio:"; everything else is
- * what any mirroring server does. There are five of them:
+ * A plain libfuse lowlevel server; everything not marked "fpio:" is what any mirroring
+ * server does. The five fpio calls:
  *   fpio_session_new()   after fuse_session_mount(): attach to the session
  *   fpio_reply_open()    instead of fuse_reply_open()
  *   fpio_reply_create()  instead of fuse_reply_create()
