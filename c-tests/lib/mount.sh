@@ -1,0 +1,295 @@
+# shellcheck shell=bash
+# Mount-test harness, sourced by c-tests/mount/*.sh (bash).
+#
+# Environment (set by c-tests/meson.build):
+#   FPIO_SERVER          the example server (fpio-passthrough)
+#   FPIO_PWRITERS, FPIO_OPENSTORM, FPIO_CONFLICTS   helper programs
+#   FPIO_SERVER_WRAPPER  optional command prefix for the server (valgrind)
+#   FPIO_REQUIRE_MOUNT=1 turns "cannot mount here" from a skip into a failure
+#
+# Discipline (after libfuse's test/): the server runs in the foreground with its
+# own log; every wait polls against a deadline and checks the server is still
+# alive (no fixed sleeps); unmount is fusermount3 -u and the server must then
+# exit 0; an EXIT trap lazily unmounts whatever is left, kills only the server
+# and helper PIDs this script started, removes every temp dir, and dumps the
+# server logs when the test failed.
+
+set -euo pipefail
+
+FPIO_TEST_NAME=${FPIO_TEST_NAME:-$(basename "$0" .sh)}
+
+fpio_log() { printf '%s: %s\n' "$FPIO_TEST_NAME" "$*" >&2; }
+fail() {
+  fpio_log "FAIL: $*"
+  exit 1
+}
+
+# ---- skip only for "cannot mount here" ----
+fpio_skip_reason=
+if [ "$(id -u)" != 0 ]; then
+  fpio_skip_reason="not root"
+elif [ ! -c /dev/fuse ]; then
+  fpio_skip_reason="/dev/fuse missing"
+fi
+if [ -n "$fpio_skip_reason" ]; then
+  if [ "${FPIO_REQUIRE_MOUNT:-0}" = 1 ]; then
+    fail "cannot mount ($fpio_skip_reason) and FPIO_REQUIRE_MOUNT=1"
+  fi
+  fpio_log "SKIP: $fpio_skip_reason"
+  exit 77
+fi
+
+for fpio_var in FPIO_SERVER FPIO_PWRITERS FPIO_OPENSTORM FPIO_CONFLICTS; do
+  [ -x "${!fpio_var:-}" ] || fail "$fpio_var is not set to an executable"
+done
+
+read -r -a fpio_wrapper <<<"${FPIO_SERVER_WRAPPER:-}"
+# valgrind makes the server ~20x slower to start and to exit.
+if [ ${#fpio_wrapper[@]} -gt 0 ]; then fpio_slow=6; else fpio_slow=1; fi
+FPIO_MOUNT_TIMEOUT=${FPIO_MOUNT_TIMEOUT:-$((10 * fpio_slow))}
+FPIO_EXIT_TIMEOUT=${FPIO_EXIT_TIMEOUT:-$((20 * fpio_slow))}
+FPIO_COUNTER_TIMEOUT=${FPIO_COUNTER_TIMEOUT:-$((10 * fpio_slow))}
+
+FPIO_DAEMON_PID=       # the running server, if any
+FPIO_MNT=              # its mountpoint
+FPIO_SOURCE=           # its source dir
+FPIO_COUNTERS=         # its --counters-file
+FPIO_LOG=              # its log
+FPIO_SNAP=             # latest counters snapshot (file)
+fpio_nmount=0
+fpio_logs=()
+fpio_bg_pids=()        # helper processes started with fpio_bg
+fpio_extra_dirs=()     # temp dirs outside FPIO_TMP
+
+# True while PID runs (a zombie counts as exited: it only waits for `wait`).
+fpio_pid_alive() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+fpio_is_mounted() {
+  awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+# fpio_poll SECONDS DESCRIPTION COMMAND...: retry COMMAND every 50 ms until it
+# succeeds; fail at the deadline or as soon as the server dies.
+fpio_poll() {
+  local secs=$1 what=$2 i
+  shift 2
+  for ((i = 0; i < secs * 20; i++)); do
+    if "$@"; then return 0; fi
+    if [ -n "$FPIO_DAEMON_PID" ] && ! fpio_pid_alive "$FPIO_DAEMON_PID"; then
+      fail "server (pid $FPIO_DAEMON_PID) died while waiting for: $what"
+    fi
+    sleep 0.05
+  done
+  fail "timed out after ${secs}s waiting for: $what"
+}
+
+fpio_cleanup() {
+  local rc=$? pid m i
+  set +e
+  trap - EXIT
+  for pid in "${fpio_bg_pids[@]}"; do
+    fpio_pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null
+  done
+  # Every FUSE or tmpfs mount at or under our temp dirs, deepest first.
+  for m in $(awk '{ print $5 }' /proc/self/mountinfo | sort -r); do
+    for i in "$FPIO_TMP" "${fpio_extra_dirs[@]}"; do
+      case $m in "$i" | "$i"/*)
+        fpio_log "cleanup: lazily unmounting $m"
+        fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
+        ;;
+      esac
+    done
+  done
+  if [ -n "$FPIO_DAEMON_PID" ]; then
+    kill -TERM "$FPIO_DAEMON_PID" 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+      fpio_pid_alive "$FPIO_DAEMON_PID" || break
+      sleep 0.05
+    done
+    if fpio_pid_alive "$FPIO_DAEMON_PID"; then
+      fpio_log "cleanup: server $FPIO_DAEMON_PID ignored SIGTERM, killing"
+      kill -KILL "$FPIO_DAEMON_PID" 2>/dev/null
+    fi
+    wait "$FPIO_DAEMON_PID" 2>/dev/null
+  fi
+  for pid in "${fpio_bg_pids[@]}"; do
+    fpio_pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+    for m in "${fpio_logs[@]}"; do
+      printf '\n===== %s =====\n' "$m" >&2
+      cat "$m" >&2
+    done
+    if [ -n "$FPIO_SNAP" ] && [ -f "$FPIO_SNAP" ]; then
+      printf '\n===== last counters snapshot =====\n' >&2
+      cat "$FPIO_SNAP" >&2
+    fi
+  fi
+  # --one-file-system: never descend into a mount that survived the above.
+  rm -rf --one-file-system "$FPIO_TMP" "${fpio_extra_dirs[@]}"
+  exit "$rc"
+}
+trap fpio_cleanup EXIT
+
+# World-traversable so an unprivileged user can reach mounts inside it.
+FPIO_TMP=$(mktemp -d /tmp/fpio-mt.XXXXXX)
+chmod 755 "$FPIO_TMP"
+
+# A temp dir on another file system (e.g. /var/tmp, the ext4 root).
+fpio_tmpdir_on() {
+  local d
+  d=$(mktemp -d "$1/fpio-mt.XXXXXX")
+  chmod 755 "$d"
+  fpio_extra_dirs+=("$d")
+  echo "$d"
+}
+
+# fpio_tmpfs DIR: a private tmpfs under FPIO_TMP (unmounted by
+# fpio_tmpfs_umount, or by the trap, which unmounts everything under FPIO_TMP).
+fpio_tmpfs() {
+  mkdir -p "$1"
+  mount -t tmpfs -o size=1g,mode=755 fpio-test "$1"
+}
+fpio_tmpfs_umount() { umount "$1" || fail "umount $1"; }
+
+# fpio_bg COMMAND...: start a helper in the background; its PID is in FPIO_BG.
+fpio_bg() {
+  "$@" &
+  FPIO_BG=$!
+  fpio_bg_pids+=("$FPIO_BG")
+}
+
+# fpio_bg_wait PID: its exit status must be 0 (no deadline: helpers bound
+# their own waits).
+fpio_bg_wait() {
+  local rc=0
+  wait "$1" || rc=$?
+  [ "$rc" = 0 ] || fail "helper (pid $1) exited $rc"
+}
+
+# fpio_mount SOURCE MNT [server options...]: start the server in the
+# foreground and return once the mount is up and INIT has been answered.
+fpio_mount() {
+  local src=$1 mnt=$2
+  shift 2
+  [ -z "$FPIO_DAEMON_PID" ] || fail "fpio_mount: a server is already running"
+  fpio_nmount=$((fpio_nmount + 1))
+  FPIO_LOG=$FPIO_TMP/server.$fpio_nmount.log
+  FPIO_COUNTERS=$FPIO_TMP/counters.$fpio_nmount
+  FPIO_SNAP=$FPIO_TMP/snapshot.$fpio_nmount
+  fpio_logs+=("$FPIO_LOG")
+  mkdir -p "$mnt"
+  fpio_log "mount: ${fpio_wrapper[*]} $FPIO_SERVER -f --counters-file=$FPIO_COUNTERS $* $src $mnt"
+  "${fpio_wrapper[@]}" "$FPIO_SERVER" -f --counters-file="$FPIO_COUNTERS" "$@" \
+    "$src" "$mnt" >"$FPIO_LOG" 2>&1 &
+  FPIO_DAEMON_PID=$!
+  FPIO_MNT=$mnt
+  FPIO_SOURCE=$src
+  fpio_poll "$FPIO_MOUNT_TIMEOUT" "mount at $mnt" fpio_is_mounted "$mnt"
+  stat "$mnt" >/dev/null || fail "stat $mnt"  # waits for INIT
+  # The server writes its counters once INIT is done; from then on a change
+  # of the file can only come from our SIGUSR1.
+  fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
+}
+
+# fpio_unmount: fusermount3 -u, then the server must exit 0 within the deadline.
+fpio_unmount() {
+  local rc=0
+  [ -n "$FPIO_DAEMON_PID" ] || fail "fpio_unmount: no server running"
+  fusermount3 -u "$FPIO_MNT" || fail "fusermount3 -u $FPIO_MNT failed"
+  fpio_poll "$FPIO_EXIT_TIMEOUT" "server exit after unmount" \
+    eval '! fpio_pid_alive "$FPIO_DAEMON_PID"'
+  wait "$FPIO_DAEMON_PID" || rc=$?
+  FPIO_DAEMON_PID=
+  [ "$rc" = 0 ] || fail "server exited $rc after unmount"
+  grep -q '^fpio: passthrough: ' "$FPIO_LOG" ||
+    fail "server did not print 'fpio: passthrough: <status>' at exit"
+  # The exit-time counters are the final word; later fpio_val reads them.
+  cp "$FPIO_COUNTERS" "$FPIO_SNAP"
+}
+
+fpio_counters_stamp() { stat -c '%i %y' "$FPIO_COUNTERS" 2>/dev/null || echo none; }
+
+# fpio_snapshot: make the server rewrite its counters (SIGUSR1), wait until the
+# file is replaced (write to .tmp + rename: a new inode every time), keep a copy.
+fpio_snapshot() {
+  local before
+  [ -n "$FPIO_DAEMON_PID" ] || fail "fpio_snapshot: no server running"
+  before=$(fpio_counters_stamp)
+  kill -USR1 "$FPIO_DAEMON_PID"
+  fpio_poll "$FPIO_COUNTER_TIMEOUT" "counters rewrite after SIGUSR1" \
+    eval '[ "$(fpio_counters_stamp)" != "$before" ]'
+  cp "$FPIO_COUNTERS" "$FPIO_SNAP"
+}
+
+# fpio_val NAME: NAME's value in the latest snapshot (or the exit-time file).
+fpio_val() {
+  awk -v n="$1" '$1 == n { print $2; found = 1 } END { exit !found }' "$FPIO_SNAP" ||
+    fail "no '$1' line in the counters file"
+}
+
+# fpio_counter NAME: a fresh value.
+fpio_counter() {
+  fpio_snapshot
+  fpio_val "$1"
+}
+
+# fpio_expect NAME OP VALUE (OP: -eq -ne -gt -ge -lt -le) on the latest snapshot.
+fpio_expect() {
+  local v
+  v=$(fpio_val "$1")
+  # shellcheck disable=SC2086
+  [ "$v" $2 "$3" ] || fail "counter $1 = $v, expected $2 $3"
+  fpio_log "ok: $1 = $v ($2 $3)"
+}
+
+# fpio_wait_counter NAME OP VALUE: poll fresh snapshots until it holds
+# (releases reach the server asynchronously after close()).
+fpio_wait_counter() {
+  local i v=
+  for ((i = 0; i < FPIO_COUNTER_TIMEOUT * 10; i++)); do
+    fpio_snapshot
+    v=$(fpio_val "$1")
+    # shellcheck disable=SC2086
+    if [ "$v" $2 "$3" ]; then
+      fpio_log "ok: $1 = $v ($2 $3)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "counter $1 stayed at $v, expected $2 $3"
+}
+
+fpio_expect_status() {
+  local s
+  s=$(fpio_val status)
+  [ "$s" = "$1" ] || fail "status is '$s', expected '$1'"
+  fpio_log "ok: status $s"
+}
+
+fpio_drop_caches() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches
+}
+
+# fpio_server_backing_fds DIR: the server's open fds on files under DIR,
+# except O_PATH ones (inode handles, which hold no open file), one per line.
+fpio_server_backing_fds() {
+  local dir=$1 fd target flags
+  for fd in /proc/"$FPIO_DAEMON_PID"/fd/*; do
+    target=$(readlink "$fd" 2>/dev/null) || continue
+    case $target in "$dir"/*) ;; *) continue ;; esac
+    [ -f "$target" ] || continue
+    flags=$(awk '$1 == "flags:" { print $2 }' "/proc/$FPIO_DAEMON_PID/fdinfo/${fd##*/}" 2>/dev/null) ||
+      continue
+    # O_PATH is 010000000 (octal) on Linux
+    (((8#$flags & 8#10000000) != 0)) && continue
+    echo "${fd##*/} -> $target (flags $flags)"
+  done
+}

@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# The workloads the passthrough, parallel-writer and fallback tests share.
+# Sourced after mount.sh; they act on the mounted server (FPIO_MNT/FPIO_SOURCE).
+
+FPIO_BIG_MIB=64
+
+# wl_bigfile: write 64 MiB through the mount, drop caches, read it back; the
+# mount and the backing file must both hold exactly the bytes written.
+wl_bigfile() {
+  local ref=$FPIO_TMP/big.ref
+  [ -f "$ref" ] || head -c $((FPIO_BIG_MIB << 20)) /dev/urandom >"$ref"
+  dd if="$ref" of="$FPIO_MNT/big" bs=1M conv=fsync status=none ||
+    fail "writing $FPIO_BIG_MIB MiB through the mount"
+  fpio_drop_caches
+  cmp "$ref" "$FPIO_MNT/big" || fail "read back through the mount differs"
+  cmp "$ref" "$FPIO_SOURCE/big" || fail "backing file differs"
+  fpio_log "ok: $FPIO_BIG_MIB MiB written, read back after drop_caches, backing identical"
+  rm -f "$FPIO_MNT/big"
+}
+
+# wl_pwriters [--direct]: 8 threads pwrite disjoint chunks of one 64 MiB file
+# through the mount; every byte verified through the mount and on the backing file.
+wl_pwriters() {
+  "$FPIO_PWRITERS" --threads 8 --size $((FPIO_BIG_MIB << 20)) "$@" "$FPIO_MNT/pw" ||
+    fail "pwriters $* through the mount"
+  fpio_drop_caches
+  "$FPIO_PWRITERS" --verify-only --size $((FPIO_BIG_MIB << 20)) "$@" "$FPIO_SOURCE/pw" ||
+    fail "pwriters $*: backing file differs"
+  fpio_log "ok: 8 parallel writers $*, verified through the mount and on the backing file"
+  rm -f "$FPIO_MNT/pw"
+}

@@ -1,0 +1,30 @@
+#!/bin/bash
+# 8 threads pwrite disjoint ranges of ONE file through a passthrough mount:
+# buffered on a tmpfs backing dir, then O_DIRECT on a backing dir on the ext4
+# root. Every byte is verified and no WRITE reaches the server.
+source "$(dirname "$0")/../lib/mount.sh"
+source "$(dirname "$0")/../lib/workloads.sh"
+
+# run_case SOURCE [pwriters options]
+run_case() {
+  local src=$1
+  shift
+  fpio_mount "$src" "$FPIO_TMP/mnt" --mode=passthrough --threads=4
+  fpio_snapshot
+  fpio_expect_status live
+  wl_pwriters "$@"
+  fpio_snapshot
+  fpio_expect req_write -eq 0
+  fpio_expect req_read -eq 0
+  fpio_expect opens_passthrough -ge 8
+  fpio_unmount
+  fpio_expect backing_ids_live -eq 0
+}
+
+fpio_tmpfs "$FPIO_TMP/tmpfs"
+run_case "$FPIO_TMP/tmpfs"
+fpio_tmpfs_umount "$FPIO_TMP/tmpfs"
+
+ext4=$(fpio_tmpdir_on /var/tmp)
+[ "$(stat -f -c %T "$ext4")" = ext2/ext3 ] || fail "$ext4 is not on ext4 ($(stat -f -c %T "$ext4"))"
+run_case "$ext4" --direct
