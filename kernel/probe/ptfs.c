@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ptfs: a minimal raw-protocol FUSE passthrough server for the probe (no libfuse).
+ *
+ *   ptfs [options] MOUNTPOINT BACKING_FILE
+ *     --depth N          max_stack_depth to negotiate (default 2)
+ *     --no-killpriv      do not negotiate FUSE_HANDLE_KILLPRIV_V2 (no SB_NOSEC)
+ *     --no-parallel      do not ask for FOPEN_PARALLEL_DIRECT_WRITES
+ *     --report-size N    report min(real size, N) bytes as the file size, so that
+ *                        writes past N are "extending" for this mount while still
+ *                        being overwrites of the backing file
+ *
+ * Serves one file, "data", whose opens are FOPEN_PASSTHROUGH (+ PARALLEL_DIRECT_WRITES)
+ * on BACKING_FILE. One backing id per inode, shared by its opens, closed at the
+ * last release. The backing file is opened O_RDWR, plus O_DIRECT when the open that
+ * registers it has O_DIRECT (6.12 does not pass IOCB_DIRECT to the backing file
+ * for synchronous writes, so this decides whether backing writes are direct).
+ * GETXATTR answers ENODATA, so after the first write file_remove_privs() marks the
+ * inode S_NOSEC (with KILLPRIV_V2 the super block is SB_NOSEC).
+ */
+#include "fusewire.h"
+
+#include <sys/ioctl.h>
+
+static int devfd;
+static const char *backing_path;
+static int opt_depth = 2, opt_killpriv = 1, opt_parallel = 1;
+static uint64_t opt_report_size = UINT64_MAX;
+
+static int backing_fd = -1, backing_id, backing_refs;
+static unsigned long long n_getxattr, n_opens, n_writes;
+
+enum { INO_DATA = 2 };
+
+static int data_attr(struct fuse_attr *a)
+{
+	struct stat st;
+
+	if (stat(backing_path, &st) < 0)
+		return -errno;
+	fw_attr_from_stat(a, &st, INO_DATA);
+	if (a->size > opt_report_size)
+		a->size = opt_report_size;
+	return 0;
+}
+
+static void handle(struct fuse_in_header *ih, void *arg)
+{
+	uint64_t u = ih->unique;
+	struct fuse_attr a;
+	int err;
+
+	switch (ih->opcode) {
+	case FUSE_INIT: {
+		struct fuse_init_in *in = arg;
+		struct fuse_init_out out;
+		uint64_t offered = in->flags;
+
+		if (in->flags & FUSE_INIT_EXT)
+			offered |= (uint64_t)in->flags2 << 32;
+		if (!(offered & FUSE_PASSTHROUGH))
+			fw_die("kernel does not offer FUSE_PASSTHROUGH");
+		memset(&out, 0, sizeof(out));
+		out.major = FUSE_KERNEL_VERSION;
+		out.minor = in->minor < FUSE_KERNEL_MINOR_VERSION ?
+				    in->minor : FUSE_KERNEL_MINOR_VERSION;
+		out.max_readahead = in->max_readahead;
+		out.flags = FUSE_INIT_EXT | (in->flags & (FUSE_MAX_PAGES | FUSE_BIG_WRITES));
+		if (opt_killpriv) {
+			if (!(in->flags & FUSE_HANDLE_KILLPRIV_V2))
+				fw_die("kernel does not offer FUSE_HANDLE_KILLPRIV_V2");
+			out.flags |= FUSE_HANDLE_KILLPRIV_V2;
+		}
+		out.flags2 = FUSE_PASSTHROUGH >> 32;
+		out.max_stack_depth = opt_depth;
+		out.max_background = 64;
+		out.congestion_threshold = 48;
+		out.max_write = FW_MAX_WRITE;
+		out.max_pages = FW_MAX_WRITE / 4096;
+		out.time_gran = 1;
+		fw_reply(devfd, u, 0, &out, sizeof(out));
+		break;
+	}
+	case FUSE_LOOKUP:
+		if (ih->nodeid != FUSE_ROOT_ID || strcmp(arg, "data")) {
+			fw_reply(devfd, u, -ENOENT, NULL, 0);
+			break;
+		}
+		err = data_attr(&a);
+		if (err)
+			fw_reply(devfd, u, err, NULL, 0);
+		else
+			fw_reply_entry(devfd, u, INO_DATA, &a, 3600);
+		break;
+	case FUSE_GETATTR:
+		if (ih->nodeid == FUSE_ROOT_ID) {
+			fw_root_attr(&a);
+			err = 0;
+		} else {
+			err = data_attr(&a);
+		}
+		if (err)
+			fw_reply(devfd, u, err, NULL, 0);
+		else
+			fw_reply_attr(devfd, u, &a, 3600);
+		break;
+	case FUSE_SETATTR: {
+		struct fuse_setattr_in *in = arg;
+
+		err = 0;
+		if (ih->nodeid != INO_DATA)
+			err = -EPERM;
+		if (!err && (in->valid & FATTR_SIZE) && truncate(backing_path, in->size) < 0)
+			err = -errno;
+		if (!err && (in->valid & FATTR_MODE) && chmod(backing_path, in->mode & 07777) < 0)
+			err = -errno;
+		if (!err)
+			err = data_attr(&a);
+		if (err)
+			fw_reply(devfd, u, err, NULL, 0);
+		else
+			fw_reply_attr(devfd, u, &a, 3600);
+		break;
+	}
+	case FUSE_OPEN: {
+		struct fuse_open_in *in = arg;
+		struct fuse_open_out out = { 0 };
+
+		if (ih->nodeid != INO_DATA) {
+			fw_reply(devfd, u, -EISDIR, NULL, 0);
+			break;
+		}
+		if (backing_refs == 0) {
+			struct fuse_backing_map map = { 0 };
+			int id;
+
+			backing_fd = open(backing_path,
+					  O_RDWR | O_CLOEXEC | (in->flags & O_DIRECT));
+			if (backing_fd < 0) {
+				fw_reply(devfd, u, -errno, NULL, 0);
+				break;
+			}
+			map.fd = backing_fd;
+			id = ioctl(devfd, FUSE_DEV_IOC_BACKING_OPEN, &map);
+			if (id <= 0) {
+				err = id < 0 ? -errno : -EIO;
+				fprintf(stderr, "ptfs: FUSE_DEV_IOC_BACKING_OPEN: %s\n",
+					strerror(-err));
+				close(backing_fd);
+				backing_fd = -1;
+				fw_reply(devfd, u, err, NULL, 0);
+				break;
+			}
+			backing_id = id;
+		}
+		backing_refs++;
+		n_opens++;
+		out.fh = 1;
+		out.open_flags = FOPEN_PASSTHROUGH;
+		if (opt_parallel)
+			out.open_flags |= FOPEN_PARALLEL_DIRECT_WRITES;
+		out.backing_id = backing_id;
+		fw_reply(devfd, u, 0, &out, sizeof(out));
+		break;
+	}
+	case FUSE_RELEASE:
+		if (ih->nodeid == INO_DATA && backing_refs > 0 && --backing_refs == 0) {
+			uint32_t id = backing_id;
+
+			if (ioctl(devfd, FUSE_DEV_IOC_BACKING_CLOSE, &id) < 0)
+				fprintf(stderr, "ptfs: FUSE_DEV_IOC_BACKING_CLOSE: %s\n",
+					strerror(errno));
+			close(backing_fd);
+			backing_fd = -1;
+		}
+		fw_reply(devfd, u, 0, NULL, 0);
+		break;
+	case FUSE_OPENDIR: {
+		struct fuse_open_out out = { 0 };
+
+		fw_reply(devfd, u, 0, &out, sizeof(out));
+		break;
+	}
+	case FUSE_READDIR:
+		fw_reply_empty_readdir(devfd, u);
+		break;
+	case FUSE_WRITE: /* only reached if passthrough did not take the write */
+		n_writes++;
+		fw_reply(devfd, u, -EIO, NULL, 0);
+		break;
+	case FUSE_GETXATTR:
+		n_getxattr++;
+		fw_reply(devfd, u, -ENODATA, NULL, 0);
+		break;
+	case FUSE_LISTXATTR:
+		fw_reply(devfd, u, 0, NULL, 0);
+		break;
+	case FUSE_RELEASEDIR:
+	case FUSE_FLUSH:
+		fw_reply(devfd, u, 0, NULL, 0);
+		break;
+	case FUSE_FSYNC:
+		fw_reply(devfd, u, backing_fd >= 0 && fsync(backing_fd) < 0 ? -errno : 0,
+			 NULL, 0);
+		break;
+	case FUSE_FORGET:
+	case FUSE_BATCH_FORGET:
+	case FUSE_INTERRUPT:
+		break;
+	default:
+		fw_reply(devfd, u, -ENOSYS, NULL, 0);
+		break;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	uint8_t *buf;
+	int i;
+
+	fw_prog = "ptfs";
+	for (i = 1; i < argc && !strncmp(argv[i], "--", 2); i++) {
+		if (!strcmp(argv[i], "--depth") && i + 1 < argc)
+			opt_depth = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--no-killpriv"))
+			opt_killpriv = 0;
+		else if (!strcmp(argv[i], "--no-parallel"))
+			opt_parallel = 0;
+		else if (!strcmp(argv[i], "--report-size") && i + 1 < argc)
+			opt_report_size = strtoull(argv[++i], NULL, 0);
+		else
+			fw_die("unknown option %s", argv[i]);
+	}
+	if (argc - i != 2)
+		fw_die("usage: ptfs [--depth N] [--no-killpriv] [--no-parallel] "
+		       "[--report-size N] MOUNTPOINT BACKING_FILE");
+	backing_path = argv[i + 1];
+	buf = malloc(FW_BUFSIZE);
+	if (!buf)
+		fw_die("out of memory");
+
+	devfd = fw_mount(argv[i], "ptfs");
+	for (;;) {
+		ssize_t n = read(devfd, buf, FW_BUFSIZE);
+
+		if (n < 0) {
+			if (errno == EINTR || errno == ENOENT || errno == EAGAIN)
+				continue;
+			if (errno == ENODEV) {
+				fprintf(stderr, "ptfs: unmounted: opens=%llu getxattr=%llu "
+					"writes_to_server=%llu\n", n_opens, n_getxattr, n_writes);
+				return 0;
+			}
+			fw_die("read /dev/fuse: %s", strerror(errno));
+		}
+		if ((size_t)n < sizeof(struct fuse_in_header))
+			fw_die("short read from /dev/fuse");
+		handle((struct fuse_in_header *)buf, buf + sizeof(struct fuse_in_header));
+	}
+}
