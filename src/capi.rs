@@ -1,0 +1,673 @@
+//! The C API (include/fpio.h is generated from this file by cbindgen).
+//!
+//! Rules for every function here: arguments are checked first (NULL, unknown
+//! flags and ids give -EINVAL, bad fds -EBADF, ...), every body runs inside
+//! `ffi_panic_boundary!`, outputs are written only on success, and errors are
+//! negative errno values. Session handles are validated against the table of
+//! live sessions before use, so a freed or foreign handle gives -EINVAL
+//! instead of undefined behaviour.
+
+#![allow(non_camel_case_types)]
+// These functions are called from C, where every pointer is raw; each one is
+// checked before it is dereferenced.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+use std::cell::Cell;
+use std::os::raw::{c_char, c_int};
+use std::sync::Arc;
+
+use crate::counters::Counter;
+use crate::glue::{self, fuse_entry_param, fuse_file_info, fuse_ino_t, fuse_req_t, fuse_session};
+use crate::iomode::{self, KernelRule};
+use crate::negotiate::Status;
+use crate::session::{self, NewError, Session, SessionFlags};
+
+/// Runs a body, turning a panic into the given value: a panic must never
+/// unwind into the C server.
+macro_rules! ffi_panic_boundary {
+    ($on_panic:expr; $($body:tt)*) => {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| { $($body)* })) {
+            Ok(v) => v,
+            Err(_) => $on_panic,
+        }
+    };
+}
+
+/// Early return of `$err` when a pointer argument is NULL.
+macro_rules! check_not_null {
+    ($err:expr; $($p:expr),+) => {
+        $(if $p.is_null() { return $err; })+
+    };
+}
+
+/// The opaque session handle. Create with `fpio_session_new`, free with
+/// `fpio_session_free`.
+pub struct fpio_session {
+    _private: [u8; 0],
+}
+
+fn handle(s: &Arc<Session>) -> *mut fpio_session {
+    Arc::as_ptr(s) as *mut fpio_session
+}
+
+/// The live session behind a handle, or None for NULL, freed or foreign pointers.
+fn session(p: *const fpio_session) -> Option<Arc<Session>> {
+    if p.is_null() {
+        return None;
+    }
+    session::find(|s| std::ptr::eq(Arc::as_ptr(s) as *const fpio_session, p))
+}
+
+// ---- version ----
+
+/// Major version of the fpio API this header describes.
+pub const FPIO_VERSION_MAJOR: u32 = 0;
+/// Minor version.
+pub const FPIO_VERSION_MINOR: u32 = 1;
+/// Patch version.
+pub const FPIO_VERSION_PATCH: u32 = 0;
+
+/// The version of the loaded library, e.g. "0.1.0". Never NULL; static storage.
+#[no_mangle]
+pub extern "C" fn fpio_version() -> *const c_char {
+    ffi_panic_boundary! { c"?".as_ptr();
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    }
+}
+
+/// The libfuse version fpio was built against, as major * 100 + minor
+/// (e.g. 314 for 3.14, 317 for 3.17), decided at build time from its headers.
+#[no_mangle]
+pub extern "C" fn fpio_libfuse_version_built() -> u32 {
+    ffi_panic_boundary! { 0; glue::version_built() }
+}
+
+/// The version of the libfuse loaded at run time, as major * 100 + minor.
+#[no_mangle]
+pub extern "C" fn fpio_libfuse_version_runtime() -> u32 {
+    ffi_panic_boundary! { 0; glue::version_runtime() }
+}
+
+// ---- open flags and io modes ----
+
+/// FOPEN_DIRECT_IO: reads and writes go to the server, bypassing the page cache.
+pub const FPIO_FOPEN_DIRECT_IO: u32 = 1 << 0;
+/// FOPEN_KEEP_CACHE: keep cached data on open.
+pub const FPIO_FOPEN_KEEP_CACHE: u32 = 1 << 1;
+/// FOPEN_NONSEEKABLE: the file is not seekable.
+pub const FPIO_FOPEN_NONSEEKABLE: u32 = 1 << 2;
+/// FOPEN_CACHE_DIR: cache directory contents (opendir only).
+pub const FPIO_FOPEN_CACHE_DIR: u32 = 1 << 3;
+/// FOPEN_STREAM: the file is a stream (no file position).
+pub const FPIO_FOPEN_STREAM: u32 = 1 << 4;
+/// FOPEN_NOFLUSH: no FLUSH on close.
+pub const FPIO_FOPEN_NOFLUSH: u32 = 1 << 5;
+/// FOPEN_PARALLEL_DIRECT_WRITES: direct writes to the file may run in parallel.
+pub const FPIO_FOPEN_PARALLEL_DIRECT_WRITES: u32 = 1 << 6;
+/// FOPEN_PASSTHROUGH: reads and writes go to the backing file (with backing_id).
+pub const FPIO_FOPEN_PASSTHROUGH: u32 = 1 << 7;
+
+/// FOPEN_IOMODE(): the bits of `open_flags` that select the io mode
+/// (DIRECT_IO | PASSTHROUGH).
+#[no_mangle]
+pub extern "C" fn fpio_iomode(open_flags: u32) -> u32 {
+    ffi_panic_boundary! { 0; iomode::iomode_bits(open_flags) }
+}
+
+/// FOPEN_IOMODE_IS_CACHED(): neither DIRECT_IO nor PASSTHROUGH.
+#[no_mangle]
+pub extern "C" fn fpio_iomode_is_cached(open_flags: u32) -> bool {
+    ffi_panic_boundary! { false; iomode::io_mode(open_flags) == iomode::IoMode::Cached }
+}
+
+/// FOPEN_IOMODE_IS_DIRECT(): DIRECT_IO set (PASSTHROUGH may be set too: then
+/// only mmap uses the backing file).
+#[no_mangle]
+pub extern "C" fn fpio_iomode_is_direct(open_flags: u32) -> bool {
+    ffi_panic_boundary! { false; iomode::io_mode(open_flags) == iomode::IoMode::Direct }
+}
+
+/// FOPEN_IOMODE_IS_PASSTHROUGH(): PASSTHROUGH without DIRECT_IO.
+#[no_mangle]
+pub extern "C" fn fpio_iomode_is_passthrough(open_flags: u32) -> bool {
+    ffi_panic_boundary! { false; iomode::io_mode(open_flags) == iomode::IoMode::Passthrough }
+}
+
+/// Every released kernel: FOPEN_PARALLEL_DIRECT_WRITES is dropped unless
+/// FOPEN_DIRECT_IO is set.
+pub const FPIO_RULE_LEGACY: u32 = 0;
+/// The "preserve FOPEN_PARALLEL_DIRECT_WRITES for passthrough opens" series:
+/// the flag is dropped only in cached mode.
+pub const FPIO_RULE_SERIES: u32 = 1;
+
+/// The open flags a kernel following `rule` keeps from a reply carrying
+/// `open_flags`, written to `*kept_out`.
+/// Returns 0; -EINVAL for an unknown rule or NULL `kept_out`; -EIO when the
+/// kernel would fail the open (PASSTHROUGH next to a flag it refuses).
+#[no_mangle]
+pub extern "C" fn fpio_effective_open_flags(open_flags: u32, rule: u32, kept_out: *mut u32) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; kept_out);
+        let Some(rule) = KernelRule::from_raw(rule) else { return -libc::EINVAL };
+        match iomode::effective_flags(open_flags, rule) {
+            Some(kept) => {
+                // SAFETY: checked non-NULL; the caller provides a u32.
+                unsafe { *kept_out = kept };
+                0
+            }
+            None => -libc::EIO,
+        }
+    }
+}
+
+/// Whether `open_flags` is a legal passthrough reply: PASSTHROUGH set, and
+/// nothing else but DIRECT_IO, PARALLEL_DIRECT_WRITES and NOFLUSH.
+#[no_mangle]
+pub extern "C" fn fpio_passthrough_flags_valid(open_flags: u32) -> bool {
+    ffi_panic_boundary! { false; iomode::passthrough_flags_valid(open_flags) }
+}
+
+// ---- session ----
+
+/// Never negotiate passthrough: every open falls back (for comparisons and tests).
+pub const FPIO_SESSION_NO_PASSTHROUGH: u32 = 1 << 0;
+/// Fall back to cached io instead of FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES.
+pub const FPIO_SESSION_FALLBACK_CACHED: u32 = 1 << 1;
+/// If the server asked for the writeback cache, drop it so that passthrough
+/// can be live (the kernel refuses both together).
+pub const FPIO_SESSION_DROP_WRITEBACK: u32 = 1 << 2;
+/// Negotiate max_stack_depth 2, so backing files may live on a stacked
+/// filesystem (overlayfs, another FUSE passthrough mount).
+pub const FPIO_SESSION_STACK_DEPTH_2: u32 = 1 << 3;
+/// Negotiate FUSE_HANDLE_KILLPRIV_V2 (removes the per-write GETXATTR round
+/// trip). The server must then clear set-uid/set-gid itself when
+/// `fpio_request_kills_suidgid()` is true in its write, setattr and open handlers.
+pub const FPIO_SESSION_KILLPRIV_V2: u32 = 1 << 4;
+
+/// Attaches fpio to a mounted libfuse session: call after
+/// fuse_session_mount() and before the session loop. Installs read/writev
+/// wrappers (fuse_session_custom_io) that negotiate passthrough at INIT and
+/// count requests. On success `*session_out` gets a handle the caller owns.
+/// Returns 0; -EINVAL for NULL arguments or unknown flags; -ENOTCONN if `se`
+/// is not mounted yet; -EALREADY if fpio is already attached to `se`.
+#[no_mangle]
+pub extern "C" fn fpio_session_new(se: *mut fuse_session, flags: u32, session_out: *mut *mut fpio_session) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; se, session_out);
+        let Some(flags) = SessionFlags::from_bits(flags) else { return -libc::EINVAL };
+        // SAFETY: se is non-NULL and, per the API contract, a live session.
+        match unsafe { Session::attach(se, flags) } {
+            Ok(s) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *session_out = handle(&s) };
+                0
+            }
+            Err(NewError::NotMounted) => -libc::ENOTCONN,
+            Err(NewError::AlreadyAttached) => -libc::EALREADY,
+            Err(NewError::Io(e)) => -e,
+        }
+    }
+}
+
+/// Detaches and frees a session: closes every backing id fpio registered.
+/// Call after the session loop has returned. NULL and already-freed handles
+/// are ignored.
+#[no_mangle]
+pub extern "C" fn fpio_session_free(session: *mut fpio_session) {
+    ffi_panic_boundary! { ();
+        if let Some(s) = self::session(session) {
+            s.detach();
+        }
+    }
+}
+
+/// Passthrough is negotiated and usable.
+pub const FPIO_STATUS_LIVE: u32 = 0;
+/// The kernel's INIT has not been seen yet.
+pub const FPIO_STATUS_PENDING: u32 = 1;
+/// The kernel did not offer FUSE_PASSTHROUGH (older than 6.9, or
+/// CONFIG_FUSE_PASSTHROUGH off).
+pub const FPIO_STATUS_KERNEL_LACKS: u32 = 2;
+/// The server lacks CAP_SYS_ADMIN, which registering backing files needs.
+pub const FPIO_STATUS_NO_CAP_SYS_ADMIN: u32 = 3;
+/// The server asked for the writeback cache; the kernel refuses it together
+/// with passthrough (see FPIO_SESSION_DROP_WRITEBACK).
+pub const FPIO_STATUS_WRITEBACK_CACHE: u32 = 4;
+/// FPIO_SESSION_NO_PASSTHROUGH was given.
+pub const FPIO_STATUS_DISABLED: u32 = 5;
+/// INIT was missed (fpio attached after the loop started) or the kernel
+/// did not accept passthrough.
+pub const FPIO_STATUS_NOT_NEGOTIATED: u32 = 6;
+
+/// Whether passthrough is live on the session's mount (FPIO_STATUS_LIVE), or
+/// why not, written to `*status_out`. Returns 0 or -EINVAL.
+#[no_mangle]
+pub extern "C" fn fpio_session_status(session: *const fpio_session, status_out: *mut u32) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; status_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        // SAFETY: checked non-NULL.
+        unsafe { *status_out = s.status() as u32 };
+        0
+    }
+}
+
+/// A short English description of a status. Never NULL; static storage;
+/// "unknown status" for values that are not FPIO_STATUS_*.
+#[no_mangle]
+pub extern "C" fn fpio_status_str(status: u32) -> *const c_char {
+    ffi_panic_boundary! { c"unknown status".as_ptr();
+        match Status::from_raw(status) {
+            Some(s) => s.describe().as_ptr().cast(),
+            None => c"unknown status".as_ptr(),
+        }
+    }
+}
+
+/// What the kernel offered in its INIT request: the 64-bit INIT flags
+/// (flags | flags2 << 32) and the protocol minor version.
+/// Returns 0; -EINVAL for bad arguments; -EAGAIN before INIT.
+#[no_mangle]
+pub extern "C" fn fpio_session_kernel_offer(
+    session: *const fpio_session,
+    flags_out: *mut u64,
+    minor_out: *mut u32,
+) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; flags_out, minor_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        let Some(offer) = s.offer() else { return -libc::EAGAIN };
+        // SAFETY: checked non-NULL.
+        unsafe {
+            *flags_out = offer.flags;
+            *minor_out = offer.minor;
+        }
+        0
+    }
+}
+
+/// The errno of the last failed backing registration (EPERM, EMFILE, ELOOP,
+/// ...), which libfuse's own fuse_passthrough_open() loses; 0 if none failed.
+/// Returns 0 or -EINVAL.
+#[no_mangle]
+pub extern "C" fn fpio_session_register_errno(session: *const fpio_session, errno_out: *mut c_int) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; errno_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        // SAFETY: checked non-NULL.
+        unsafe { *errno_out = s.last_register_errno() };
+        0
+    }
+}
+
+// ---- replies ----
+
+/// Answers a request inside a reply function; on a panic, answers it with
+/// EIO unless it was already answered (answering twice would free it twice).
+fn reply_boundary(req: fuse_req_t, f: impl FnOnce(&Cell<bool>) -> c_int) -> c_int {
+    let answered = Cell::new(false);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&answered))) {
+        Ok(v) => v,
+        Err(_) => {
+            if !answered.get() {
+                // SAFETY: req is an unanswered request (checked non-NULL by the caller).
+                unsafe { glue::reply_err(req, libc::EIO) };
+            }
+            -libc::EIO
+        }
+    }
+}
+
+/// Drop-in replacement for fuse_reply_open(). Answers the OPEN request with
+/// FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES and the inode's shared
+/// backing id when it can, registering `backing_fd` (the server's open fd of
+/// the backing file, opened with the same access mode as the open) for the
+/// inode's first passthrough open. Pass -1 as `backing_fd` for no
+/// passthrough. When passthrough cannot be had, falls back to
+/// FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES, or to cached io with
+/// FPIO_SESSION_FALLBACK_CACHED; a flag mix the kernel would reject is never
+/// sent. `fi->fh` is sent as the file handle; fi->direct_io, keep_cache,
+/// nonseekable and noflush are honoured where legal; on libfuse 3.17 a
+/// `fi->backing_id` the server registered itself is used and never closed.
+///
+/// Whenever `req` is not NULL, the request has been answered exactly once
+/// on return. Returns 0 and writes the FOPEN_* flags sent to
+/// `*open_flags_out` (may be NULL); -EBUSY if `backing_fd` is another file
+/// than the inode's backing file (the open fails with EBUSY); -EINVAL for a
+/// NULL or unknown argument (the open fails with EIO); or the negative
+/// errno of a reply that could not be sent (e.g. -ENOENT: the open was
+/// interrupted), in which case the registration is undone.
+#[no_mangle]
+pub extern "C" fn fpio_reply_open(
+    session: *mut fpio_session,
+    req: fuse_req_t,
+    ino: fuse_ino_t,
+    backing_fd: c_int,
+    fi: *const fuse_file_info,
+    open_flags_out: *mut u32,
+) -> c_int {
+    check_not_null!(-libc::EINVAL; req);
+    reply_boundary(req, |answered| {
+        let s = match (self::session(session), fi.is_null()) {
+            (Some(s), false) => s,
+            _ => {
+                answered.set(true);
+                // SAFETY: req is a non-NULL unanswered request.
+                unsafe { glue::reply_err(req, libc::EIO) };
+                return -libc::EINVAL;
+            }
+        };
+        // SAFETY: fi is non-NULL and points to the request's file info.
+        let fi = unsafe { glue::read_fi(fi) };
+        // SAFETY: req is unanswered; reply_open answers it.
+        let r = unsafe { s.reply_open(req, ino, backing_fd, &fi, None, answered) };
+        finish_reply(r, open_flags_out)
+    })
+}
+
+/// Drop-in replacement for fuse_reply_create(): like `fpio_reply_open`, with
+/// the new entry `e` (whose `ino` is the inode the open belongs to).
+#[no_mangle]
+pub extern "C" fn fpio_reply_create(
+    session: *mut fpio_session,
+    req: fuse_req_t,
+    e: *const fuse_entry_param,
+    backing_fd: c_int,
+    fi: *const fuse_file_info,
+    open_flags_out: *mut u32,
+) -> c_int {
+    check_not_null!(-libc::EINVAL; req);
+    reply_boundary(req, |answered| {
+        let s = match (self::session(session), fi.is_null() || e.is_null()) {
+            (Some(s), false) => s,
+            _ => {
+                answered.set(true);
+                // SAFETY: req is a non-NULL unanswered request.
+                unsafe { glue::reply_err(req, libc::EIO) };
+                return -libc::EINVAL;
+            }
+        };
+        // SAFETY: e and fi are non-NULL and belong to this request.
+        let (entry, fi) = unsafe { (glue::read_entry(e), glue::read_fi(fi)) };
+        // SAFETY: req is unanswered; reply_open answers it.
+        let r = unsafe { s.reply_open(req, entry.ino, backing_fd, &fi, Some(&entry), answered) };
+        finish_reply(r, open_flags_out)
+    })
+}
+
+fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {
+    match r {
+        Ok(flags) => {
+            if !open_flags_out.is_null() {
+                // SAFETY: checked non-NULL.
+                unsafe { *open_flags_out = flags };
+            }
+            0
+        }
+        Err(e) => -e,
+    }
+}
+
+/// Call from the release handler, before closing `fi->fh`: forgets the open
+/// (`ino`, `fi->fh`) fpio answered, and closes the inode's backing id at its
+/// last reference. Returns 0; -ENOENT if fpio has no such open (a double
+/// release, or an open fpio did not answer); -EINVAL for bad arguments.
+#[no_mangle]
+pub extern "C" fn fpio_release(session: *mut fpio_session, ino: fuse_ino_t, fi: *const fuse_file_info) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; fi);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        // SAFETY: fi is non-NULL and points to the request's file info.
+        let fi = unsafe { glue::read_fi(fi) };
+        match s.release(ino, fi.fh) {
+            Ok(()) => 0,
+            Err(e) => -e,
+        }
+    }
+}
+
+/// The inode's current backing id. Returns 0; -ENOENT if it has none;
+/// -EINVAL for bad arguments.
+#[no_mangle]
+pub extern "C" fn fpio_backing_id(session: *const fpio_session, ino: fuse_ino_t, backing_id_out: *mut i32) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; backing_id_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        match s.backing_id(ino) {
+            Some(id) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *backing_id_out = id as i32 };
+                0
+            }
+            None => -libc::ENOENT,
+        }
+    }
+}
+
+/// Low-level registry access, for servers that build their own open
+/// replies (e.g. with libfuse 3.17's fi->backing_id): takes one reference on
+/// the inode's shared backing id, registering `fd` if the inode has none.
+/// Release it with `fpio_backing_close`. Returns 0 and the id; -EBADF (bad
+/// fd), -EISDIR / -EINVAL (not a regular file), -EOPNOTSUPP (passthrough not
+/// live), -ETXTBSY (the inode has cached opens), -EBUSY (the inode has
+/// another backing file), -EACCES (its backing file cannot serve fd's access
+/// mode), or the ioctl's errno (-EPERM, -EMFILE, -ELOOP, ...).
+#[no_mangle]
+pub extern "C" fn fpio_backing_open(
+    session: *mut fpio_session,
+    ino: fuse_ino_t,
+    fd: c_int,
+    backing_id_out: *mut i32,
+) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; backing_id_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        match s.backing_open(ino, fd) {
+            Ok(id) => {
+                // SAFETY: checked non-NULL.
+                unsafe { *backing_id_out = id as i32 };
+                0
+            }
+            Err(e) => -e,
+        }
+    }
+}
+
+/// Drops one reference taken with `fpio_backing_open`; the id is closed at
+/// the inode's last reference. Returns 0; -ENOENT if there is none to drop.
+#[no_mangle]
+pub extern "C" fn fpio_backing_close(session: *mut fpio_session, ino: fuse_ino_t) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        match s.backing_close(ino) {
+            Ok(()) => 0,
+            Err(e) => -e,
+        }
+    }
+}
+
+/// With FPIO_SESSION_KILLPRIV_V2: whether the request the calling thread is
+/// handling asked the server to clear set-uid/set-gid (a WRITE, a truncating
+/// or chown SETATTR, or an O_TRUNC OPEN/CREATE from a writer without
+/// CAP_FSETID). Call it in those handlers.
+#[no_mangle]
+pub extern "C" fn fpio_request_kills_suidgid() -> bool {
+    ffi_panic_boundary! { false; session::current_request_kills_suidgid() }
+}
+
+// ---- counters ----
+
+/// Opens answered with FOPEN_PASSTHROUGH.
+pub const FPIO_COUNTER_OPENS_PASSTHROUGH: u32 = 0;
+/// Opens answered with FOPEN_DIRECT_IO and no backing file.
+pub const FPIO_COUNTER_OPENS_DIRECT: u32 = 1;
+/// Opens answered in cached mode.
+pub const FPIO_COUNTER_OPENS_CACHED: u32 = 2;
+/// Opens answered FOPEN_DIRECT_IO|FOPEN_PASSTHROUGH on a shared backing
+/// file that cannot serve their access mode.
+pub const FPIO_COUNTER_OPENS_SHARED_DIRECT: u32 = 3;
+/// Fallbacks: passthrough not live on the mount.
+pub const FPIO_COUNTER_FALLBACK_NOT_LIVE: u32 = 4;
+/// Fallbacks: the server passed -1 as backing fd.
+pub const FPIO_COUNTER_FALLBACK_DECLINED: u32 = 5;
+/// Fallbacks: a bad backing fd.
+pub const FPIO_COUNTER_FALLBACK_BAD_FD: u32 = 6;
+/// Fallbacks: the backing fd is not a regular file.
+pub const FPIO_COUNTER_FALLBACK_NOT_REGULAR: u32 = 7;
+/// Fallbacks: the backing fd's access mode differs from the open's.
+pub const FPIO_COUNTER_FALLBACK_ACCESS: u32 = 8;
+/// Fallbacks: the inode has cached opens (passthrough would fail ETXTBSY).
+pub const FPIO_COUNTER_FALLBACK_CACHED_OPENS: u32 = 9;
+/// Fallbacks: the kernel refused the registration.
+pub const FPIO_COUNTER_FALLBACK_REGISTER_FAILED: u32 = 10;
+/// Opens refused with EBUSY: another file than the inode's backing file.
+pub const FPIO_COUNTER_BUSY_REFUSED: u32 = 11;
+/// Backing ids fpio holds now.
+pub const FPIO_COUNTER_BACKING_IDS_LIVE: u32 = 12;
+/// Backing ids fpio registered.
+pub const FPIO_COUNTER_BACKING_OPENED: u32 = 13;
+/// Backing ids fpio closed.
+pub const FPIO_COUNTER_BACKING_CLOSED: u32 = 14;
+/// Open replies that could not be sent (and were undone).
+pub const FPIO_COUNTER_REPLY_FAILED: u32 = 15;
+/// FUSE_READ requests that reached the server.
+pub const FPIO_COUNTER_REQ_READ: u32 = 16;
+/// FUSE_WRITE requests that reached the server.
+pub const FPIO_COUNTER_REQ_WRITE: u32 = 17;
+/// FUSE_GETXATTR requests that reached the server.
+pub const FPIO_COUNTER_REQ_GETXATTR: u32 = 18;
+/// All requests that reached the server.
+pub const FPIO_COUNTER_REQ_TOTAL: u32 = 19;
+/// The number of counters.
+pub const FPIO_COUNTER_COUNT: u32 = 20;
+
+/// Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
+/// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT.
+#[no_mangle]
+pub extern "C" fn fpio_session_counter(session: *const fpio_session, counter: u32, value_out: *mut u64) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; value_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        let Some(c) = Counter::from_raw(counter) else { return -libc::EINVAL };
+        // SAFETY: checked non-NULL.
+        unsafe { *value_out = s.counters.get(c) };
+        0
+    }
+}
+
+/// The name of a counter ("opens_passthrough", ...); NULL for values >=
+/// FPIO_COUNTER_COUNT. Static storage.
+#[no_mangle]
+pub extern "C" fn fpio_counter_name(counter: u32) -> *const c_char {
+    ffi_panic_boundary! { std::ptr::null();
+        Counter::from_raw(counter).map_or(std::ptr::null(), |c| c.name().as_ptr().cast())
+    }
+}
+
+/// Writes every counter as a "name value" line to `fd`, then
+/// "status <fpio_status_str>" and "register_errno <n>". Returns 0; -EINVAL
+/// for a bad session; -EBADF or the write's errno.
+#[no_mangle]
+pub extern "C" fn fpio_session_write_counters(session: *const fpio_session, fd: c_int) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        if fd < 0 {
+            return -libc::EBADF;
+        }
+        let text = format!(
+            "{}status {}\nregister_errno {}\n",
+            s.counters.render(),
+            s.status().describe().trim_end_matches('\0'),
+            s.last_register_errno()
+        );
+        match crate::sys::write_all(fd, text.as_bytes()) {
+            Ok(()) => 0,
+            Err(e) => -e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_constants_match_the_core() {
+        let statuses = [
+            FPIO_STATUS_LIVE,
+            FPIO_STATUS_PENDING,
+            FPIO_STATUS_KERNEL_LACKS,
+            FPIO_STATUS_NO_CAP_SYS_ADMIN,
+            FPIO_STATUS_WRITEBACK_CACHE,
+            FPIO_STATUS_DISABLED,
+            FPIO_STATUS_NOT_NEGOTIATED,
+        ];
+        for (s, c) in Status::ALL.iter().zip(statuses) {
+            assert_eq!(*s as u32, c);
+        }
+        let counters = [
+            FPIO_COUNTER_OPENS_PASSTHROUGH,
+            FPIO_COUNTER_OPENS_DIRECT,
+            FPIO_COUNTER_OPENS_CACHED,
+            FPIO_COUNTER_OPENS_SHARED_DIRECT,
+            FPIO_COUNTER_FALLBACK_NOT_LIVE,
+            FPIO_COUNTER_FALLBACK_DECLINED,
+            FPIO_COUNTER_FALLBACK_BAD_FD,
+            FPIO_COUNTER_FALLBACK_NOT_REGULAR,
+            FPIO_COUNTER_FALLBACK_ACCESS,
+            FPIO_COUNTER_FALLBACK_CACHED_OPENS,
+            FPIO_COUNTER_FALLBACK_REGISTER_FAILED,
+            FPIO_COUNTER_BUSY_REFUSED,
+            FPIO_COUNTER_BACKING_IDS_LIVE,
+            FPIO_COUNTER_BACKING_OPENED,
+            FPIO_COUNTER_BACKING_CLOSED,
+            FPIO_COUNTER_REPLY_FAILED,
+            FPIO_COUNTER_REQ_READ,
+            FPIO_COUNTER_REQ_WRITE,
+            FPIO_COUNTER_REQ_GETXATTR,
+            FPIO_COUNTER_REQ_TOTAL,
+        ];
+        assert_eq!(counters.len() as u32, FPIO_COUNTER_COUNT);
+        for (c, v) in Counter::ALL.iter().zip(counters) {
+            assert_eq!(*c as u32, v);
+        }
+        assert_eq!(Counter::ALL.len() as u32, FPIO_COUNTER_COUNT);
+    }
+
+    #[test]
+    fn flag_constants_match_the_core() {
+        use crate::iomode::OpenFlags;
+        assert_eq!(FPIO_FOPEN_DIRECT_IO, OpenFlags::DIRECT_IO.bits());
+        assert_eq!(FPIO_FOPEN_PASSTHROUGH, OpenFlags::PASSTHROUGH.bits());
+        assert_eq!(FPIO_FOPEN_PARALLEL_DIRECT_WRITES, OpenFlags::PARALLEL_DIRECT_WRITES.bits());
+        assert_eq!(FPIO_SESSION_KILLPRIV_V2, SessionFlags::KILLPRIV_V2.bits());
+        assert_eq!(FPIO_SESSION_NO_PASSTHROUGH, SessionFlags::NO_PASSTHROUGH.bits());
+        assert_eq!(FPIO_SESSION_STACK_DEPTH_2, SessionFlags::STACK_DEPTH_2.bits());
+    }
+
+    #[test]
+    fn version_constants_match_cargo() {
+        let v = format!("{FPIO_VERSION_MAJOR}.{FPIO_VERSION_MINOR}.{FPIO_VERSION_PATCH}");
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn bad_arguments_give_errors_not_crashes() {
+        let mut v = 7u32;
+        assert_eq!(fpio_effective_open_flags(0, 9, &mut v), -libc::EINVAL);
+        assert_eq!(v, 7);
+        assert_eq!(fpio_effective_open_flags(0, 0, std::ptr::null_mut()), -libc::EINVAL);
+        let bogus = 0x1000 as *mut fpio_session;
+        assert_eq!(fpio_session_status(bogus, &mut v), -libc::EINVAL);
+        assert_eq!(fpio_session_status(std::ptr::null(), &mut v), -libc::EINVAL);
+        fpio_session_free(std::ptr::null_mut());
+        fpio_session_free(bogus);
+        assert_eq!(fpio_release(bogus, 1, std::ptr::null()), -libc::EINVAL);
+        assert!(fpio_counter_name(FPIO_COUNTER_COUNT).is_null());
+        assert_eq!(fpio_session_new(std::ptr::null_mut(), 0, std::ptr::null_mut()), -libc::EINVAL);
+        assert_eq!(
+            fpio_reply_open(bogus, std::ptr::null_mut(), 1, -1, std::ptr::null(), std::ptr::null_mut()),
+            -libc::EINVAL
+        );
+    }
+}

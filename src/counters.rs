@@ -1,0 +1,113 @@
+//! Per-session counters: what fpio did, so tests and users can prove it.
+//! The numbering is the C ABI (`enum fpio_counter`): append only.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($variant:ident = $name:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u32)]
+        pub enum Counter { $($variant,)* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// NUL-terminated, so the C API can hand out the pointer.
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$variant => concat!($name, "\0"),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    OpensPassthrough = "opens_passthrough",
+    OpensDirect = "opens_direct",
+    OpensCached = "opens_cached",
+    OpensSharedDirect = "opens_shared_direct",
+    FallbackNotLive = "fallback_not_live",
+    FallbackDeclined = "fallback_declined",
+    FallbackBadFd = "fallback_bad_fd",
+    FallbackNotRegular = "fallback_not_regular",
+    FallbackAccess = "fallback_access",
+    FallbackCachedOpens = "fallback_cached_opens",
+    FallbackRegisterFailed = "fallback_register_failed",
+    BusyRefused = "busy_refused",
+    BackingIdsLive = "backing_ids_live",
+    BackingOpened = "backing_opened",
+    BackingClosed = "backing_closed",
+    ReplyFailed = "reply_failed",
+    ReqRead = "req_read",
+    ReqWrite = "req_write",
+    ReqGetxattr = "req_getxattr",
+    ReqTotal = "req_total",
+}
+
+impl Counter {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Self::ALL.get(raw as usize).copied()
+    }
+
+    /// The name without its NUL.
+    pub fn label(self) -> &'static str {
+        self.name().trim_end_matches('\0')
+    }
+}
+
+#[derive(Debug)]
+pub struct Counters {
+    values: Vec<AtomicU64>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters { values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl Counters {
+    pub fn add(&self, c: Counter, n: u64) {
+        self.values[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    pub fn dec(&self, c: Counter) {
+        self.values[c as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+
+    /// `name value` lines, one per counter.
+    pub fn render(&self) -> String {
+        Counter::ALL.iter().map(|&c| format!("{} {}\n", c.label(), self.get(c))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbering_is_stable() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+            assert_eq!(Counter::from_raw(i as u32), Some(*c));
+        }
+        assert_eq!(Counter::ReqTotal as u32, 19);
+        assert_eq!(Counter::from_raw(Counter::ALL.len() as u32), None);
+    }
+
+    #[test]
+    fn render_lists_every_counter() {
+        let c = Counters::default();
+        c.inc(Counter::ReqRead);
+        let r = c.render();
+        assert!(r.contains("req_read 1\n"));
+        assert_eq!(r.lines().count(), Counter::ALL.len());
+    }
+}

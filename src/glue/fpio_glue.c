@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0
+ *
+ * The only code in fpio that sees libfuse's own headers. It is compiled by
+ * build.rs against the libfuse that meson (or pkg-config) selected, so the
+ * layouts of struct fuse_file_info / fuse_entry_param and the spelling of
+ * fuse_session_custom_io() always match the libfuse we link: Rust never
+ * mirrors a libfuse struct. Symbols are named fpioglue_* so the export map
+ * (fpio_*) keeps them private.
+ */
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+typedef ssize_t (*fpioglue_read_fn)(int fd, void *buf, size_t len, void *userdata);
+typedef ssize_t (*fpioglue_writev_fn)(int fd, struct iovec *iov, int count, void *userdata);
+
+/* What fpio needs from a struct fuse_file_info, flattened. */
+struct fpioglue_fi {
+	uint64_t fh;
+	int32_t flags;
+	int32_t backing_id; /* 3.17+: fi->backing_id set by the server; 0 otherwise */
+	uint32_t direct_io;
+	uint32_t keep_cache;
+	uint32_t nonseekable;
+	uint32_t noflush;
+	uint32_t parallel_direct_writes;
+};
+
+/* What fpio needs from a struct fuse_entry_param. */
+struct fpioglue_entry {
+	uint64_t ino;
+	uint64_t generation;
+	double attr_timeout;
+	double entry_timeout;
+	struct stat attr;
+};
+
+int fpioglue_session_fd(struct fuse_session *se)
+{
+	return fuse_session_fd(se);
+}
+
+int fpioglue_install_io(struct fuse_session *se, fpioglue_read_fn rd, fpioglue_writev_fn wv)
+{
+	struct fuse_custom_io io;
+	int fd = fuse_session_fd(se);
+
+	if (fd < 0)
+		return -ENOTCONN;
+	/* splice_* stay NULL: libfuse then never splices, so every request and
+	 * reply passes through rd/wv, where INIT is patched and requests counted. */
+	memset(&io, 0, sizeof(io));
+	io.read = rd;
+	io.writev = wv;
+	return fuse_session_custom_io(se, &io, fd);
+}
+
+void fpioglue_read_fi(const struct fuse_file_info *fi, struct fpioglue_fi *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->fh = fi->fh;
+	out->flags = fi->flags;
+	out->direct_io = fi->direct_io;
+	out->keep_cache = fi->keep_cache;
+	out->nonseekable = fi->nonseekable;
+	out->noflush = fi->noflush;
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 15)
+	out->parallel_direct_writes = fi->parallel_direct_writes;
+#endif
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+	out->backing_id = fi->backing_id;
+#endif
+}
+
+void fpioglue_read_entry(const struct fuse_entry_param *e, struct fpioglue_entry *out)
+{
+	out->ino = e->ino;
+	out->generation = e->generation;
+	out->attr_timeout = e->attr_timeout;
+	out->entry_timeout = e->entry_timeout;
+	out->attr = e->attr;
+}
+
+int fpioglue_reply_buf(fuse_req_t req, const void *buf, size_t len)
+{
+	return fuse_reply_buf(req, buf, len);
+}
+
+int fpioglue_reply_err(fuse_req_t req, int err)
+{
+	return fuse_reply_err(req, err);
+}
+
+uint32_t fpioglue_version_built(void)
+{
+	return FUSE_MAJOR_VERSION * 100 + FUSE_MINOR_VERSION;
+}
+
+/* fuse_version()'s encoding changed across releases; the package version
+ * string has not. */
+uint32_t fpioglue_version_runtime(void)
+{
+	unsigned major = 0, minor = 0;
+	const char *v = fuse_pkgversion();
+
+	if (v == NULL || sscanf(v, "%u.%u", &major, &minor) != 2)
+		return 0;
+	return major * 100 + minor;
+}

@@ -1,0 +1,20 @@
+//! fpio: FUSE passthrough with parallel direct writes for libfuse lowlevel
+//! servers, including libfuse 3.14 which cannot negotiate passthrough itself.
+//!
+//! The safe core is split by idea: [`iomode`] (open flags and io modes),
+//! [`proto`] (the few wire formats fpio touches), [`negotiate`] (INIT),
+//! [`registry`] (backing ids per inode), [`reply`] (open/create replies),
+//! [`session`] (the io wrappers and the per-mount state) and [`counters`].
+//! [`capi`] is the C API: it only checks and converts arguments.
+
+pub mod capi;
+pub mod counters;
+pub mod fault;
+pub mod glue;
+pub mod iomode;
+pub mod negotiate;
+pub mod proto;
+pub mod registry;
+pub mod reply;
+pub mod session;
+mod sys;

@@ -1,0 +1,458 @@
+//! A session: fpio attached to one mounted libfuse session. It owns the
+//! read/writev wrappers libfuse calls for every request and reply (counting
+//! requests, patching the INIT reply), the backing registry, and the counters.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::os::raw::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use bitflags::bitflags;
+use once_cell::sync::Lazy;
+
+use crate::counters::{Counter, Counters};
+use crate::fault::Faults;
+use crate::glue::{self, fuse_req_t, fuse_session};
+use crate::negotiate::{negotiate, Policy, Status};
+use crate::proto::{self, opcode, InHeader, InitOffer, OutHeader, IN_HEADER_LEN, MAX_STACK_DEPTH, OUT_HEADER_LEN};
+use crate::registry::{BackingDevice, FallbackKind, Grant, OpenRequest, Registry, Source, Ticket};
+use crate::reply::{self, FileInfo};
+use crate::sys;
+
+bitflags! {
+    /// `FPIO_SESSION_*`
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct SessionFlags: u32 {
+        const NO_PASSTHROUGH = 1 << 0;
+        const FALLBACK_CACHED = 1 << 1;
+        const DROP_WRITEBACK = 1 << 2;
+        const STACK_DEPTH_2 = 1 << 3;
+        const KILLPRIV_V2 = 1 << 4;
+    }
+}
+
+/// Backing ids from the FUSE device, through fpio's own dup of its fd (so a
+/// session freed after fuse_session_destroy() never ioctls a reused fd number).
+struct Device {
+    fd: RawFd,
+    faults: Faults,
+}
+
+impl BackingDevice for Device {
+    fn open(&self, fd: RawFd) -> Result<u32, i32> {
+        self.faults.register()?;
+        // The kernel captures the caller's credentials here and uses them for
+        // every passthrough write. Without CAP_FSETID in them, the backing
+        // filesystem clears set-uid/set-gid on each write as it would for an
+        // unprivileged writer, whatever the FUSE inode's cached mode says.
+        sys::without_effective_cap(sys::CAP_FSETID, || sys::backing_open(self.fd, fd))
+    }
+
+    fn close(&self, id: u32) -> Result<(), i32> {
+        sys::backing_close(self.fd, id)
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        sys::close(self.fd);
+    }
+}
+
+pub struct Session {
+    se: usize,
+    main_fd: RawFd,
+    /// fpio's dup of the FUSE device fd (owned by the registry's Device).
+    dev_fd: RawFd,
+    /// libfuse passes the server's userdata to the io callbacks; it is bound
+    /// on the first call on `main_fd` and then also finds clone_fd channels.
+    userdata: AtomicUsize,
+    userdata_bound: AtomicBool,
+    flags: SessionFlags,
+    has_cap_sys_admin: bool,
+    status: AtomicU32,
+    offer: Mutex<Option<InitOffer>>,
+    /// `unique` of the INIT request whose reply is still to be patched (0: none).
+    init_unique: AtomicU64,
+    last_register_errno: AtomicU32,
+    faults: Faults,
+    pub counters: Counters,
+    registry: Registry,
+}
+
+/// How many sessions wait for their INIT reply: zero on the hot path.
+static INIT_PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Live sessions, for the io callbacks (which get only fd and userdata).
+static SESSIONS: Lazy<RwLock<Vec<Arc<Session>>>> = Lazy::new(|| RwLock::new(Vec::new()));
+
+thread_local! {
+    /// The last (fd, userdata) -> session match of this thread: one lookup per
+    /// request would otherwise take the table's lock.
+    static LAST: RefCell<Option<(RawFd, usize, Weak<Session>)>> = const { RefCell::new(None) };
+    /// Whether the request this thread read last carried a kill-suid/sgid marker.
+    static KILL_SUIDGID: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum NewError {
+    NotMounted,
+    AlreadyAttached,
+    Io(i32),
+}
+
+impl Session {
+    /// Attaches to `se`: installs the io wrappers.
+    ///
+    /// # Safety
+    /// `se` must be a live libfuse session.
+    pub unsafe fn attach(se: *mut fuse_session, flags: SessionFlags) -> Result<Arc<Session>, NewError> {
+        let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
+        if table.iter().any(|s| s.se == se as usize) {
+            return Err(NewError::AlreadyAttached);
+        }
+        let main_fd = glue::session_fd(se);
+        if main_fd < 0 {
+            return Err(NewError::NotMounted);
+        }
+        let dev_fd = sys::dup_cloexec(main_fd).map_err(NewError::Io)?;
+        let faults = Faults::from_env();
+        let session = Arc::new(Session {
+            se: se as usize,
+            main_fd,
+            dev_fd,
+            userdata: AtomicUsize::new(0),
+            userdata_bound: AtomicBool::new(false),
+            flags,
+            has_cap_sys_admin: sys::has_effective_cap(sys::CAP_SYS_ADMIN),
+            status: AtomicU32::new(Status::Pending as u32),
+            offer: Mutex::new(None),
+            init_unique: AtomicU64::new(0),
+            last_register_errno: AtomicU32::new(0),
+            faults: faults.clone(),
+            counters: Counters::default(),
+            registry: Registry::new(Box::new(Device { fd: dev_fd, faults })),
+        });
+        let rc = glue::install_io(se, io_read, io_writev);
+        if rc < 0 {
+            return Err(NewError::Io(-rc));
+        }
+        table.push(session.clone());
+        Ok(session)
+    }
+
+    /// Detaches: the io wrappers turn into plain read/writev for this
+    /// session, and every backing id fpio registered is closed.
+    pub fn detach(self: &Arc<Self>) {
+        let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
+        table.retain(|s| !Arc::ptr_eq(s, self));
+        drop(table);
+        self.init_pending_done();
+        self.registry.clear(&self.counters);
+    }
+
+    pub fn status(&self) -> Status {
+        Status::from_raw(self.status.load(Ordering::Acquire)).unwrap_or(Status::NotNegotiated)
+    }
+
+    pub fn offer(&self) -> Option<InitOffer> {
+        *self.offer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn backing_id(&self, ino: u64) -> Option<u32> {
+        self.registry.backing_id(ino)
+    }
+
+    fn fallback_default(&self) -> FallbackKind {
+        if self.flags.contains(SessionFlags::FALLBACK_CACHED) {
+            FallbackKind::Cached
+        } else {
+            FallbackKind::Direct
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            passthrough: !self.flags.contains(SessionFlags::NO_PASSTHROUGH),
+            has_cap_sys_admin: self.has_cap_sys_admin,
+            drop_writeback: self.flags.contains(SessionFlags::DROP_WRITEBACK),
+            stack_depth: if self.flags.contains(SessionFlags::STACK_DEPTH_2) { MAX_STACK_DEPTH } else { 1 },
+            killpriv_v2: self.flags.contains(SessionFlags::KILLPRIV_V2),
+        }
+    }
+
+    // ---- the io wrappers' work ----
+
+    fn on_request(&self, buf: &[u8]) {
+        let Some(h) = InHeader::parse(buf) else { return };
+        let body = &buf[IN_HEADER_LEN..];
+        self.counters.inc(Counter::ReqTotal);
+        KILL_SUIDGID.with(|k| k.set(proto::request_kills_suidgid(&h, body)));
+        match h.opcode {
+            opcode::READ => self.counters.inc(Counter::ReqRead),
+            opcode::WRITE => self.counters.inc(Counter::ReqWrite),
+            opcode::GETXATTR => self.counters.inc(Counter::ReqGetxattr),
+            opcode::INIT => {
+                *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = InitOffer::parse(body);
+                if self.init_unique.swap(h.unique, Ordering::AcqRel) == 0 {
+                    INIT_PENDING.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the INIT reply in `parts` (out header first) patched for
+    /// passthrough, if it is the reply to the INIT request. None: not INIT.
+    fn on_reply(&self, fd: RawFd, parts: &[&[u8]]) -> Option<isize> {
+        let pending = self.init_unique.load(Ordering::Acquire);
+        if pending == 0 {
+            return None;
+        }
+        let out = OutHeader::parse(parts.first()?)?;
+        if out.unique != pending {
+            return None;
+        }
+        self.init_pending_done();
+        let mut body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        body.drain(..OUT_HEADER_LEN.min(body.len()));
+        let decision = negotiate(self.offer().as_ref(), out.error, &body, &self.policy());
+        let Some(patched) = decision.patched else {
+            self.status.store(decision.status as u32, Ordering::Release);
+            return None;
+        };
+        let payload = patched.body();
+        let header = OutHeader { len: (OUT_HEADER_LEN + payload.len()) as u32, ..out }.encode();
+        let iov = [
+            libc::iovec { iov_base: header.as_ptr() as *mut c_void, iov_len: header.len() },
+            libc::iovec { iov_base: payload.as_ptr() as *mut c_void, iov_len: payload.len() },
+        ];
+        let n = sys::writev(fd, iov.as_ptr(), 2);
+        if n < 0 {
+            self.status.store(Status::NotNegotiated as u32, Ordering::Release);
+            return Some(n);
+        }
+        self.status.store(self.probe() as u32, Ordering::Release);
+        // libfuse checks for errors only; report the length it asked to send.
+        Some(parts.iter().map(|p| p.len()).sum::<usize>() as isize)
+    }
+
+    fn init_pending_done(&self) {
+        if self.init_unique.swap(0, Ordering::AcqRel) != 0 {
+            INIT_PENDING.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Right after INIT: can a backing file really be registered? Catches a
+    /// kernel that ignored the negotiation, or a missing capability capget()
+    /// could not see (user namespaces), so that "live" means live.
+    fn probe(&self) -> Status {
+        let Ok(fd) = sys::memfd() else { return Status::Live };
+        let status = match sys::backing_open(self.dev_fd, fd) {
+            Ok(id) => {
+                let _ = sys::backing_close(self.dev_fd, id);
+                Status::Live
+            }
+            Err(libc::EPERM) if self.has_cap_sys_admin => Status::NotNegotiated,
+            Err(libc::EPERM) => Status::NoCapSysAdmin,
+            Err(libc::ENOTTY | libc::EOPNOTSUPP) => Status::KernelLacks,
+            Err(_) => Status::Live,
+        };
+        sys::close(fd);
+        status
+    }
+
+    // ---- opens ----
+
+    fn source(backing_fd: c_int, fi: &FileInfo) -> Source {
+        if fi.backing_id > 0 {
+            Source::ServerId(fi.backing_id as u32)
+        } else if backing_fd == -1 {
+            Source::Declined
+        } else {
+            Source::Fd(backing_fd)
+        }
+    }
+
+    fn grant(&self, ino: u64, backing_fd: c_int, fi: &FileInfo) -> (Grant, Option<Ticket>) {
+        let req = OpenRequest {
+            ino,
+            fh: fi.fh,
+            access: fi.access(),
+            source: Self::source(backing_fd, fi),
+            live: self.status() == Status::Live,
+            fallback: fi.fallback(self.fallback_default()),
+        };
+        let (grant, ticket) = self.registry.acquire(&req, &self.counters);
+        if let Grant::Fallback(_, Counter::FallbackRegisterFailed, e) = grant {
+            self.last_register_errno.store(e as u32, Ordering::Relaxed);
+        }
+        (grant, ticket)
+    }
+
+    /// Answers an OPEN (entry None) or CREATE (entry Some) request.
+    /// Returns the open flags sent, or the errno of a reply that failed
+    /// (the open is then undone) or of a refused open.
+    ///
+    /// # Safety
+    /// `req` must be an unanswered libfuse request; it is answered on return.
+    pub unsafe fn reply_open(
+        &self,
+        req: fuse_req_t,
+        ino: u64,
+        backing_fd: c_int,
+        fi: &FileInfo,
+        entry: Option<&proto::Entry>,
+        answered: &Cell<bool>,
+    ) -> Result<u32, i32> {
+        let (grant, ticket) = self.grant(ino, backing_fd, fi);
+        let Some(ticket) = ticket else {
+            answered.set(true);
+            glue::reply_err(req, libc::EBUSY);
+            return Err(libc::EBUSY);
+        };
+        let (flags, id) = reply::open_flags(grant, fi);
+        answered.set(true);
+        let rc = if let Err(e) = self.faults.reply() {
+            // Test-only: behave as if the kernel had dropped an interrupted open.
+            glue::reply_err(req, libc::EINTR);
+            -e
+        } else if let Some(e) = entry {
+            glue::reply_buf(req, &reply::create_reply(e, fi.fh, flags, id))
+        } else {
+            glue::reply_buf(req, &reply::open_reply(fi.fh, flags, id))
+        };
+        if rc < 0 {
+            self.registry.undo(ticket, &self.counters);
+            self.counters.inc(Counter::ReplyFailed);
+            return Err(-rc);
+        }
+        self.counters.inc(match grant {
+            Grant::Passthrough(_) => Counter::OpensPassthrough,
+            Grant::SharedDirect(_) => Counter::OpensSharedDirect,
+            Grant::Fallback(FallbackKind::Direct, ..) => Counter::OpensDirect,
+            _ => Counter::OpensCached,
+        });
+        Ok(flags)
+    }
+
+    pub fn release(&self, ino: u64, fh: u64) -> Result<(), i32> {
+        self.registry.release(ino, fh, &self.counters)
+    }
+
+    /// Low-level registration for servers that build their own replies:
+    /// one reference on the inode's shared backing id, released by
+    /// `backing_close`. Errors are the errno passthrough could not be had for.
+    pub fn backing_open(&self, ino: u64, fd: c_int) -> Result<u32, i32> {
+        let access = sys::access_mode(fd)?;
+        let fi = FileInfo { fh: MANUAL_FH, flags: access, ..Default::default() };
+        let (grant, ticket) = self.grant(ino, fd, &fi);
+        let errno = match grant {
+            Grant::Passthrough(id) => return Ok(id),
+            Grant::Busy => libc::EBUSY,
+            Grant::SharedDirect(_) => libc::EACCES,
+            Grant::Fallback(_, _, e) => e,
+        };
+        if let Some(t) = ticket {
+            self.registry.undo(t, &self.counters);
+        }
+        Err(errno)
+    }
+
+    pub fn backing_close(&self, ino: u64) -> Result<(), i32> {
+        self.registry.release(ino, MANUAL_FH, &self.counters)
+    }
+
+    pub fn last_register_errno(&self) -> i32 {
+        self.last_register_errno.load(Ordering::Relaxed) as i32
+    }
+}
+
+/// The file handle under which low-level references are recorded.
+const MANUAL_FH: u64 = u64::MAX;
+
+/// Whether the request this thread is handling carried a kill-suid/sgid
+/// marker (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID).
+/// libfuse reads and handles a request on the same thread, in both loops.
+pub fn current_request_kills_suidgid() -> bool {
+    KILL_SUIDGID.with(|k| k.get())
+}
+
+/// The first live session `pred` accepts.
+pub fn find(pred: impl Fn(&Arc<Session>) -> bool) -> Option<Arc<Session>> {
+    SESSIONS.read().unwrap_or_else(|p| p.into_inner()).iter().find(|s| pred(s)).cloned()
+}
+
+/// Finds the session an io callback belongs to.
+fn lookup(fd: RawFd, userdata: usize) -> Option<Arc<Session>> {
+    let cached = LAST.with(|l| {
+        let l = l.borrow();
+        let (cfd, cud, weak) = l.as_ref()?;
+        (*cfd == fd && *cud == userdata).then(|| weak.upgrade()).flatten()
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let table = SESSIONS.read().unwrap_or_else(|p| p.into_inner());
+    let found = table
+        .iter()
+        .find(|s| {
+            if s.main_fd == fd {
+                // The first call on the session's own fd tells us its userdata.
+                if !s.userdata_bound.swap(true, Ordering::AcqRel) {
+                    s.userdata.store(userdata, Ordering::Release);
+                }
+                return true;
+            }
+            // A clone_fd channel: same userdata as its session.
+            s.userdata_bound.load(Ordering::Acquire) && s.userdata.load(Ordering::Acquire) == userdata
+        })
+        .cloned()?;
+    drop(table);
+    LAST.with(|l| *l.borrow_mut() = Some((fd, userdata, Arc::downgrade(&found))));
+    Some(found)
+}
+
+/// libfuse's read: read the request, then let the session look at it.
+unsafe extern "C" fn io_read(fd: c_int, buf: *mut c_void, len: usize, userdata: *mut c_void) -> isize {
+    let n = sys::read(fd, buf, len);
+    if n > 0 && !buf.is_null() {
+        sys::preserving_errno(|| {
+            let _ = std::panic::catch_unwind(|| {
+                if let Some(s) = lookup(fd, userdata as usize) {
+                    // SAFETY: the kernel just wrote n bytes into buf.
+                    s.on_request(std::slice::from_raw_parts(buf as *const u8, n as usize));
+                }
+            });
+        });
+    }
+    n
+}
+
+/// libfuse's writev: the INIT reply is patched, everything else goes out as is.
+unsafe extern "C" fn io_writev(fd: c_int, iov: *mut libc::iovec, count: c_int, userdata: *mut c_void) -> isize {
+    // Every reply passes here; only the one INIT reply needs work.
+    if INIT_PENDING.load(Ordering::Acquire) > 0 && !iov.is_null() && count > 0 {
+        let handled = std::panic::catch_unwind(|| {
+            let s = lookup(fd, userdata as usize)?;
+            // SAFETY: libfuse passes count valid iovecs.
+            let iovs = std::slice::from_raw_parts(iov, count as usize);
+            let parts: Vec<&[u8]> = iovs
+                .iter()
+                .map(|v| {
+                    if v.iov_base.is_null() {
+                        &[][..]
+                    } else {
+                        std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+                    }
+                })
+                .collect();
+            s.on_reply(fd, &parts)
+        });
+        if let Ok(Some(n)) = handled {
+            return n;
+        }
+    }
+    sys::writev(fd, iov, count)
+}
