@@ -1,0 +1,124 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# The kernel tier's functional suite. Runs INSIDE the VM as /test/run (busybox sh).
+#
+# Kernel command line:
+#   fpio.flavor=stock|patched   which kernel this is (decides the probe's expectation)
+#   fpio.bench=1                also run the fio benchmark (bench lines: "BENCH ...")
+# Needs /bin/innerfs, /bin/ptfs, /bin/fpio-probe; /dev/vda (ext4, made by the host)
+# for the ext4 checks and the benchmark. Each executable in /test/extra.d/ is run
+# too (fpio's own mount tests go there), with FPIO_FLAVOR set.
+#
+# Every check prints "ok - NAME" or "not ok - NAME"; the last line is
+# "N passed, N failed" and the exit status is non-zero if anything failed.
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+notok() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+check() { # name cmd...
+	name=$1
+	shift
+	if "$@"; then ok "$name"; else notok "$name"; fi
+}
+
+FLAVOR=${FPIO_FLAVOR_OVERRIDE:-}
+[ -n "$FLAVOR" ] || FLAVOR=$(sed -n 's/.*fpio\.flavor=\([a-z]*\).*/\1/p' /proc/cmdline)
+BENCH=$(sed -n 's/.*fpio\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
+case $FLAVOR in
+	patched) EXPECT_ODIRECT=overlap ;;
+	stock) EXPECT_ODIRECT=serialized ;;
+	*) echo "vm-suite: fpio.flavor=stock|patched missing from the command line"; exit 2 ;;
+esac
+export FPIO_FLAVOR=$FLAVOR
+echo "vm-suite: flavor=$FLAVOR, O_DIRECT overwrites expected: $EXPECT_ODIRECT"
+
+PIDS=""
+MOUNTS=""
+# start_fs MOUNTPOINT CMD... : start a FUSE server that mounts itself, wait for it
+start_fs() {
+	mnt=$1
+	shift
+	mkdir -p "$mnt"
+	"$@" &
+	PIDS="$! $PIDS"
+	MOUNTS="$mnt $MOUNTS"
+	i=0
+	while ! grep -q " $mnt fuse" /proc/mounts; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then echo "vm-suite: $mnt did not mount"; return 1; fi
+		sleep 0.1
+	done
+}
+stop_all() {
+	for m in $MOUNTS; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	PIDS=""
+	MOUNTS=""
+}
+
+# ---- the deterministic probe: backing file on an inner FUSE mount (stack depth 2) ----
+SIZE_MIB=16
+start_fs /tmp/inner innerfs /tmp/inner $SIZE_MIB || exit 1
+start_fs /tmp/pt ptfs --depth 2 /tmp/pt /tmp/inner/data || exit 1
+# extending writes: this mount reports 8 MiB, so writes past 8 MiB extend the passthrough
+# file but are still overwrites of innerfs's 16 MiB file (innerfs itself stays parallel)
+start_fs /tmp/pt-ext ptfs --depth 2 --report-size $((8 << 20)) /tmp/pt-ext /tmp/inner/data || exit 1
+# no FUSE_HANDLE_KILLPRIV_V2: no SB_NOSEC, so never S_NOSEC: must stay exclusive
+start_fs /tmp/pt-nokp ptfs --depth 2 --no-killpriv /tmp/pt-nokp /tmp/inner/data || exit 1
+# the server does not ask for FOPEN_PARALLEL_DIRECT_WRITES: must stay exclusive
+start_fs /tmp/pt-nopar ptfs --depth 2 --no-parallel /tmp/pt-nopar /tmp/inner/data || exit 1
+
+CTL=/tmp/inner/ctl
+probe() { # name file kind expect
+	echo "# $1"
+	fpio-probe overlap "$2" $CTL "$3" --expect "$4"
+}
+check "probe: O_DIRECT overwrites ($EXPECT_ODIRECT)" probe odirect /tmp/pt/data odirect $EXPECT_ODIRECT
+check "probe: buffered overwrites stay serialized" probe buffered /tmp/pt/data buffered serialized
+check "probe: O_APPEND writes stay serialized" probe append /tmp/pt/data append serialized
+check "probe: extending writes stay serialized" probe extend /tmp/pt-ext/data extend serialized
+check "probe: no KILLPRIV_V2 (no S_NOSEC) stays serialized" probe nokillpriv /tmp/pt-nokp/data odirect serialized
+check "probe: no FOPEN_PARALLEL_DIRECT_WRITES stays serialized" probe noparallel /tmp/pt-nopar/data odirect serialized
+# the overlap is reproducible, not a one-off
+check "probe: O_DIRECT overwrites again ($EXPECT_ODIRECT)" probe odirect-again /tmp/pt/data odirect $EXPECT_ODIRECT
+
+echo "# integrity on the stacked mount"
+check "integrity: 8 parallel O_DIRECT overwriters, backing on FUSE" \
+	fpio-probe integrity /tmp/pt/data --writers 8 --blocks 64 --rounds 8
+stop_all
+
+# ---- ext4 ----
+# only inside the VM (on a host, /dev/vda may well be the root disk)
+if [ -z "${FPIO_FLAVOR_OVERRIDE:-}" ] && [ -b /dev/vda ] && ! grep -q '^/dev/vda ' /proc/mounts; then
+	mkdir -p /mnt/ext4
+	if mount -t ext4 /dev/vda /mnt/ext4; then
+		ok "mount ext4 on /dev/vda"
+		dd if=/dev/zero of=/mnt/ext4/pt.dat bs=1M count=16 2>/dev/null
+		start_fs /tmp/pt4 ptfs --depth 1 /tmp/pt4 /mnt/ext4/pt.dat || exit 1
+		check "integrity: 8 parallel O_DIRECT overwriters, backing on ext4" \
+			fpio-probe integrity /tmp/pt4/data --writers 8 --blocks 256 --rounds 4
+		stop_all
+		if [ "$BENCH" = 1 ] && [ -x /test/bench.sh ]; then
+			/test/bench.sh /mnt/ext4 || notok "benchmark ran"
+		fi
+		umount /mnt/ext4 || notok "umount ext4"
+	else
+		notok "mount ext4 on /dev/vda"
+	fi
+else
+	echo "# no /dev/vda: ext4 checks skipped"
+fi
+
+# ---- fpio's own tests (added by the tier driver when they exist) ----
+if [ -d /test/extra.d ]; then
+	for t in /test/extra.d/*; do
+		[ -x "$t" ] || continue
+		echo "# extra: $t"
+		check "extra: $(basename "$t")" "$t"
+	done
+fi
+
+stop_all
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
