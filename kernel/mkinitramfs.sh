@@ -52,10 +52,22 @@ copy_elf_deps() { # file-on-host
 	# ldd prints "name => /path (addr)" and "/lib64/ld-linux... (addr)"
 	while read -r lib; do
 		[[ -n $lib && -e $lib ]] || continue
+		lib=$(realpath -s "$lib") # drop "dir/../" from RUNPATH-relative paths
 		if [[ ! -e $ROOT$lib ]]; then
 			mkdir -p "$ROOT$(dirname "$lib")"
+			rm -f "$ROOT$lib"
 			cp -L "$lib" "$ROOT$lib"
 		fi
+		# A library found through a build tree's RUNPATH ($ORIGIN/..) would not be
+		# found from the binary's new place: also put it on the default search path.
+		case $lib in
+			/lib/* | /lib64/* | /usr/lib/* | /usr/lib64/*) ;;
+			*)
+				mkdir -p "$ROOT/usr/lib/x86_64-linux-gnu"
+				rm -f "$ROOT/usr/lib/x86_64-linux-gnu/$(basename "$lib")"
+				cp -L "$lib" "$ROOT/usr/lib/x86_64-linux-gnu/$(basename "$lib")"
+				;;
+		esac
 	done < <(sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) (.*/\1/p' <<<"$deps")
 	if grep -q 'not found' <<<"$deps"; then
 		echo "mkinitramfs: unresolved libraries for $f:" >&2
@@ -68,6 +80,7 @@ add_file() { # src dest
 	local src=$1 dest=$2
 	[[ $dest == */ ]] && dest=$dest$(basename "$src")
 	mkdir -p "$ROOT$(dirname "$dest")"
+	rm -f "$ROOT$dest" # never write through an applet symlink (/bin/busybox!)
 	cp -L "$src" "$ROOT$dest"
 	copy_elf_deps "$src"
 }
@@ -102,10 +115,11 @@ for spec in "$@"; do
 	fi
 done
 
+rm -f "$ROOT/test/run"
 cp "$TEST" "$ROOT/test/run"
 chmod +x "$ROOT/test/run"
-echo "root:x:0:0:root:/root:/bin/sh" >"$ROOT/etc/passwd"
-echo "root:x:0:" >"$ROOT/etc/group"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$ROOT/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$ROOT/etc/group"
 
 cat >"$ROOT/init" <<'EOF'
 #!/bin/busybox sh

@@ -65,9 +65,22 @@ log "probe binaries"
 PROBE=$("$HERE/probe/build.sh" "$CACHE/probe" "$SRC")
 
 files=("$PROBE/innerfs" "$PROBE/ptfs" "$PROBE/fpio-probe")
-if [[ -x $BUILD/examples/fpio-passthrough ]]; then
-	files+=("$BUILD/examples/fpio-passthrough=/bin/fpio-passthrough")
-	log "including $BUILD/examples/fpio-passthrough"
+# fpio's example server, mount tests and effective-flags check, when fpio is built
+if [[ -x $BUILD/examples/fpio-passthrough && -x $BUILD/c-tests/pwriters ]]; then
+	log "including fpio from $BUILD (example server, mount tests, libfpio)"
+	files+=("$BUILD/examples/fpio-passthrough=/bin/fpio-passthrough"
+		"$BUILD/c-tests/pwriters=/bin/pwriters"
+		"$BUILD/c-tests/openstorm=/bin/openstorm"
+		"$BUILD/c-tests/conflicts=/bin/conflicts"
+		"$(readlink -f "$BUILD/libfpio.so.0")=/usr/lib/x86_64-linux-gnu/libfpio.so.0"
+		"$PROBE/fpio-rulecheck=/bin/fpio-rulecheck"
+		"$REPO/c-tests=/opt/fpio/c-tests"
+		"$HERE/vm-extra/fpio-mount-tests=/test/extra.d/fpio-mount-tests"
+		"$(command -v bash)=/bin/bash"
+		"$(command -v setpriv)=/usr/bin/setpriv"
+		"$(command -v fusermount3)=/usr/bin/fusermount3")
+else
+	log "fpio not built in $BUILD: VM suite runs the probe checks only"
 fi
 files+=("$HERE/bench.sh=/test/bench.sh")
 [[ -n $EXTRA_TESTS ]] && files+=("$EXTRA_TESTS=/test/extra.d")

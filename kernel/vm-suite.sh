@@ -80,6 +80,21 @@ check "probe: O_APPEND writes stay serialized" probe append /tmp/pt/data append 
 check "probe: extending writes stay serialized" probe extend /tmp/pt-ext/data extend serialized
 check "probe: no KILLPRIV_V2 (no S_NOSEC) stays serialized" probe nokillpriv /tmp/pt-nokp/data odirect serialized
 check "probe: no FOPEN_PARALLEL_DIRECT_WRITES stays serialized" probe noparallel /tmp/pt-nopar/data odirect serialized
+# fpio's effective-flags function must predict this kernel: the legacy rule (every
+# released kernel) drops PARALLEL_DIRECT_WRITES from a passthrough open, the series
+# rule (these patches) keeps it; kept <=> the probe saw overlap.
+if [ -x /bin/fpio-rulecheck ]; then
+	rule=legacy
+	[ "$FLAVOR" = patched ] && rule=series
+	pred=$(fpio-rulecheck $rule)
+	echo "# fpio prediction for the $FLAVOR kernel: $pred"
+	want=dropped
+	[ "$EXPECT_ODIRECT" = overlap ] && want=kept
+	case $pred in
+		*parallel_direct_writes=$want*) ok "fpio_effective_open_flags($rule) predicts this kernel ($want)" ;;
+		*) notok "fpio_effective_open_flags($rule) predicts this kernel ($want)" ;;
+	esac
+fi
 # the overlap is reproducible, not a one-off
 check "probe: O_DIRECT overwrites again ($EXPECT_ODIRECT)" probe odirect-again /tmp/pt/data odirect $EXPECT_ODIRECT
 

@@ -19,4 +19,9 @@ for p in innerfs ptfs probe; do
 		mv "$OUT/$name.tmp" "$OUT/$name"
 	fi
 done
+# dynamic on purpose: it dlopen()s libfpio.so.0
+if [[ ! -x $OUT/fpio-rulecheck || $HERE/rulecheck.c -nt $OUT/fpio-rulecheck ]]; then
+	gcc -O2 -Wall -Wextra -Werror -o "$OUT/fpio-rulecheck.tmp" "$HERE/rulecheck.c" -ldl
+	mv "$OUT/fpio-rulecheck.tmp" "$OUT/fpio-rulecheck"
+fi
 echo "$OUT"
