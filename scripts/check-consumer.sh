@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# An installed fpio works for a consumer: installs the build into a temp
+# prefix, then builds and runs a small program with `pkg-config fpio`
+# (shared and static) and with meson's dependency('fpio').
+# Usage: check-consumer.sh BUILD_DIR
+set -euo pipefail
+build=$1
+root=${FPIO_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+meson install -C "$build" --no-rebuild --quiet --destdir "$tmp/dest" >/dev/null
+prefix=$(meson introspect "$build" --buildoptions | python3 -c \
+  'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"))')
+inst="$tmp/dest$prefix"
+pcdir=$(dirname "$(find "$inst" -name fpio.pc | head -1)")
+# Relocate: the .pc derives every path from prefix.
+sed -i "s|^prefix=.*|prefix=$inst|" "$pcdir/fpio.pc"
+export PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+libdir=$(pkg-config --variable=libdir fpio)
+want=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+src="$root/scripts/consumer/main.c"
+
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -o "$tmp/shared" "$src" $(pkg-config --cflags --libs fpio)
+got=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" "$tmp/shared")
+[ "$got" = "$want" ] || { echo "pkg-config consumer printed '$got', want '$want'" >&2; exit 1; }
+ldd_out=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" ldd "$tmp/shared")
+grep -q "libfpio.so.0 => $libdir" <<<"$ldd_out" || { echo "consumer did not load the installed libfpio.so.0" >&2; exit 1; }
+
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -o "$tmp/static" "$src" $(pkg-config --cflags fpio) \
+  "$libdir/libfpio.a" $(pkg-config --static --libs-only-l fpio | sed 's/-lfpio//')
+got=$("$tmp/static")
+[ "$got" = "$want" ] || { echo "static consumer printed '$got'" >&2; exit 1; }
+if ldd "$tmp/static" | grep -q libfpio; then echo "static consumer links libfpio.so" >&2; exit 1; fi
+
+meson setup "$tmp/mbuild" "$root/scripts/consumer" >/dev/null
+ninja -C "$tmp/mbuild" >/dev/null
+got=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" "$tmp/mbuild/consumer")
+[ "$got" = "$want" ] || { echo "meson consumer printed '$got'" >&2; exit 1; }
+echo "pkg-config (shared, static) and meson consumers built and ran: fpio $got"
