@@ -1,0 +1,811 @@
+#!/usr/bin/python3
+"""Side-by-side benchmark: native backing dir vs fpio-passthrough (3 modes) vs
+libfuse 3.17.2's passthrough_hp (passthrough / nopassthrough).
+
+Run through bench/run.sh, which installs what this needs and builds the helpers.
+Every measurement of every configuration is taken in the same invocation,
+alternating configurations within each round, so the ratios (not the absolute
+figures, which drift on a shared VM) are what to read.
+
+Mount discipline: one fresh mount per (round, workload, configuration); daemon in
+the foreground with its own log; we poll /proc/self/mountinfo with a deadline;
+unmount with fusermount3 -u and require the daemon to exit 0. On any failure the
+mounts we made are lazily unmounted and only the daemon PIDs we started are killed.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def env_num(name, default, cast=float):
+    v = os.environ.get(name)
+    return cast(v) if v not in (None, "") else default
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class ConfigFailed(Exception):
+    """A configuration misbehaved (daemon died, unmount failed, I/O error)."""
+
+
+# ---------------------------------------------------------------- settings
+
+def make_settings(quick):
+    # Full-run defaults fit < 15 min on the 2-core dev box; --quick is a smoke test.
+    d = dict(rounds=3, seq_mb=1024, dd_mb=128, rand_mb=256, runtime=4.0,
+             meta_seconds=2.0, nfiles=1000, rss_opens=100000, tmpfs_mb=4096)
+    if quick:
+        d.update(seq_mb=32, dd_mb=16, rand_mb=16, runtime=0.3, meta_seconds=0.2,
+                 rss_opens=10000, tmpfs_mb=512)
+    s = dict(
+        rounds=env_num("BENCH_ROUNDS", d["rounds"], int),
+        seq_mb=env_num("BENCH_SEQ_MB", d["seq_mb"], int),
+        dd_mb=env_num("BENCH_DD_MB", d["dd_mb"], int),
+        rand_mb=env_num("BENCH_RAND_MB", d["rand_mb"], int),
+        runtime=env_num("BENCH_RUNTIME", d["runtime"]),
+        meta_seconds=env_num("BENCH_META_SECONDS", d["meta_seconds"]),
+        nfiles=env_num("BENCH_NFILES", d["nfiles"], int),
+        rss_opens=env_num("BENCH_RSS_OPENS", d["rss_opens"], int),
+        tmpfs_mb=env_num("BENCH_TMPFS_MB", d["tmpfs_mb"], int),
+        open_flags=os.environ.get("BENCH_OPEN_FLAGS", "rdonly"),
+        ext4_dir=os.environ.get("BENCH_EXT4_DIR", "/var/tmp/fpio-bench"),
+        work=os.environ.get("BENCH_WORK", os.path.join(HERE, "work")),
+        mount_timeout=env_num("BENCH_MOUNT_TIMEOUT", 15.0),
+    )
+    if s["rounds"] < 3:
+        raise SystemExit("BENCH_ROUNDS must be >= 3 (medians of at least 3 runs)")
+    # The tmpfs must hold the seq file, the dd file and the shared random file.
+    need = s["seq_mb"] * 2 + s["dd_mb"] + s["rand_mb"] + 64
+    s["tmpfs_mb"] = max(s["tmpfs_mb"], need)
+    return s
+
+
+# ---------------------------------------------------------------- mounts and daemons
+
+def mountinfo():
+    """{mountpoint: fstype} from /proc/self/mountinfo."""
+    out = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            mp = left.split()[4].replace("\\040", " ")
+            out[mp] = right.split()[0]
+    return out
+
+
+def is_fuse_mounted(mnt):
+    return mountinfo().get(mnt, "").startswith("fuse")
+
+
+class State:
+    """What we created, so cleanup touches only that."""
+    daemons = {}       # pid -> (Popen, mountpoint)
+    tmpfs = None
+    pidfile = None
+
+    @classmethod
+    def save(cls):
+        # run.sh's trap reads this if we are killed too hard to clean up ourselves.
+        if cls.pidfile:
+            with open(cls.pidfile, "w") as f:
+                for pid, (_, mnt) in cls.daemons.items():
+                    f.write(f"{pid} {mnt}\n")
+
+
+def tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def start_daemon(cmd, mnt, logpath, timeout):
+    if is_fuse_mounted(mnt):
+        raise ConfigFailed(f"{mnt} is already mounted")
+    logf = open(logpath, "ab")
+    logf.write(("\n$ " + " ".join(cmd) + "\n").encode())
+    logf.flush()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                         start_new_session=True)
+    logf.close()
+    State.daemons[p.pid] = (p, mnt)
+    State.save()
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while not is_fuse_mounted(mnt):
+        rc = p.poll()
+        if rc is not None:
+            State.daemons.pop(p.pid, None)
+            State.save()
+            raise ConfigFailed(f"daemon exited with {rc} before mounting; log {logpath}:\n{tail(logpath)}")
+        if time.monotonic() > deadline:
+            raise ConfigFailed(f"no mount at {mnt} after {timeout}s; log {logpath}:\n{tail(logpath)}")
+        time.sleep(delay)              # polling interval, not a fixed wait
+        delay = min(delay * 2, 0.05)
+    return p
+
+
+def stop_daemon(p, mnt, logpath):
+    r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ConfigFailed(f"fusermount3 -u {mnt} failed: {r.stderr.strip()}")
+    try:
+        rc = p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise ConfigFailed(f"daemon {p.pid} did not exit after unmount; log {logpath}")
+    State.daemons.pop(p.pid, None)
+    State.save()
+    if rc != 0:
+        raise ConfigFailed(f"daemon exited with status {rc} after unmount; log {logpath}:\n{tail(logpath)}")
+
+
+def kill_daemon(pid, p, mnt):
+    if is_fuse_mounted(mnt):
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
+    if p.poll() is None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+
+
+def cleanup_all():
+    for pid, (p, mnt) in list(State.daemons.items()):
+        kill_daemon(pid, p, mnt)
+        State.daemons.pop(pid, None)
+    State.save()
+    if State.tmpfs and mountinfo().get(State.tmpfs) == "tmpfs":
+        r = subprocess.run(["umount", State.tmpfs], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", State.tmpfs], capture_output=True)
+    State.tmpfs = None
+
+
+# ---------------------------------------------------------------- configurations
+
+class Config:
+    def __init__(self, name, kind, argv=None, counters=False, skip=None):
+        self.name, self.kind, self.argv = name, kind, argv or []
+        self.counters, self.skip, self.failed = counters, skip, None
+
+    @property
+    def native(self):
+        return self.kind == "native"
+
+
+def make_configs(args):
+    fpio = args.fpio
+    fpio_skip = None
+    if not (fpio and os.access(fpio, os.X_OK)):
+        fpio_skip = f"fpio-passthrough binary not found at {fpio} (build fpio, or pass --fpio PATH)"
+    hp = args.passthrough_hp
+    hp_skip = None
+    if not (hp and os.access(hp, os.X_OK)):
+        hp_skip = f"passthrough_hp not found at {hp} (scripts/libfuse317.sh builds it)"
+    extra_fpio = os.environ.get("BENCH_FPIO_ARGS", "").split()
+    extra_hp = os.environ.get("BENCH_HP_ARGS", "").split()
+    cfgs = [Config("native", "native")]
+    for mode in ("passthrough", "direct", "cached"):
+        cfgs.append(Config(f"fpio-{mode}", "fpio", [fpio, "-f", f"--mode={mode}"] + extra_fpio,
+                           counters=True, skip=fpio_skip))
+    # passthrough_hp daemonizes unless told --foreground.
+    cfgs.append(Config("hp-passthrough", "hp", [hp, "--foreground"] + extra_hp, skip=hp_skip))
+    cfgs.append(Config("hp-nopassthrough", "hp", [hp, "--foreground", "--nopassthrough"] + extra_hp,
+                       skip=hp_skip))
+    if args.configs:
+        want = set(args.configs.split(","))
+        unknown = want - {c.name for c in cfgs}
+        if unknown:
+            raise SystemExit(f"unknown configs: {', '.join(sorted(unknown))}")
+        cfgs = [c for c in cfgs if c.name in want or c.name == "native"]
+    return cfgs
+
+
+PEER = "hp-passthrough"
+
+
+# ---------------------------------------------------------------- workload primitives
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def run_cmd(cmd, what):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ConfigFailed(f"{what} failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr.strip()[-2000:]}")
+    return r
+
+
+def fio(target_dir, name, extra):
+    cmd = ["fio", "--output-format=json", f"--name={name}", f"--directory={target_dir}",
+           "--ioengine=psync", "--fallocate=none", "--group_reporting"] + extra
+    r = run_cmd(cmd, "fio")
+    out = r.stdout
+    data = json.loads(out[out.index("{"):])
+    job = data["jobs"][0]
+    if job.get("error"):
+        raise ConfigFailed(f"fio job error {job['error']}")
+    rw = "read" if job["read"]["io_bytes"] > 0 else "write"
+    return job[rw]["bw_bytes"] / 1e6
+
+
+def dd_write(path, mb):
+    r = run_cmd(["dd", "if=/dev/zero", f"of={path}", "bs=4k", f"count={mb * 256}"], "dd")
+    # "268435456 bytes (268 MB, 256 MiB) copied, 0.27 s, 981 MB/s": recompute from bytes/s.
+    m = re.search(r"^(\d+) bytes .* copied, ([0-9.e+-]+) s", r.stderr, re.M)
+    if not m:
+        raise ConfigFailed(f"cannot parse dd output: {r.stderr}")
+    return int(m.group(1)) / float(m.group(2)) / 1e6
+
+
+def make_file(path, mb):
+    # Real data, not a sparse file: random writes must not allocate on the fly.
+    with open(path, "wb") as f:
+        chunk = b"\xa5" * (1 << 20)
+        for _ in range(mb):
+            f.write(chunk)
+
+
+def remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------- workloads
+
+class Workload:
+    """prepare(backing) once before all rounds; before(backing) ahead of each run
+    while nothing is mounted; run(dir, ctx) returns the figure."""
+    unit = "MB/s"
+    native_ok = True
+    ratios = True
+
+    def prepare(self, b, s):
+        pass
+
+    def before(self, b, s):
+        pass
+
+
+class SeqWrite(Workload):
+    name, label, fs = "seqwrite-1M", "sequential write, 1 MiB", "tmpfs"
+
+    def before(self, b, s):
+        remove(os.path.join(b, "seqw.dat"))
+
+    def run(self, d, s, ctx):
+        return fio(d, "seqw", ["--rw=write", "--bs=1M", f"--size={s['seq_mb']}M",
+                               "--filename=seqw.dat"])
+
+
+class SeqRead(Workload):
+    name, label, fs = "seqread-1M", "sequential read, 1 MiB, caches dropped", "tmpfs"
+
+    def prepare(self, b, s):
+        make_file(os.path.join(b, "seqr.dat"), s["seq_mb"])
+
+    def run(self, d, s, ctx):
+        drop_caches()
+        return fio(d, "seqr", ["--rw=read", "--bs=1M", f"--size={s['seq_mb']}M",
+                               "--filename=seqr.dat"])
+
+
+class DD4k(Workload):
+    name, label, fs = "dd-4k-write", "dd bs=4k write, 1 job", "tmpfs"
+
+    def before(self, b, s):
+        remove(os.path.join(b, "dd4k.dat"))
+
+    def run(self, d, s, ctx):
+        return dd_write(os.path.join(d, "dd4k.dat"), s["dd_mb"])
+
+
+class RandShared(Workload):
+    def __init__(self, name, label, fs, direct):
+        self.name, self.label, self.fs, self.direct = name, label, fs, direct
+
+    def prepare(self, b, s):
+        make_file(os.path.join(b, "shared.dat"), s["rand_mb"])
+
+    def run(self, d, s, ctx):
+        # One pre-sized file: no write extends EOF, so only the inode lock can serialize.
+        extra = ["--rw=randwrite", "--bs=4k", "--numjobs=4", "--filename=shared.dat",
+                 f"--size={s['rand_mb']}M", "--time_based", f"--runtime={int(s['runtime'] * 1000)}ms",  # fio truncates "0.5s" to 0
+                 "--norandommap", "--randrepeat=0"]
+        if self.direct:
+            extra.append("--direct=1")
+        return fio(d, self.name, extra)
+
+
+class OpenClose(Workload):
+    unit = "ops/s"
+
+    def __init__(self, threads, fs="tmpfs"):
+        self.threads, self.fs = threads, fs
+        self.name = f"open-close-{threads}t"
+        self.label = f"open+close of existing files, {threads} thread{'s' if threads > 1 else ''}"
+
+    def prepare(self, b, s):
+        prepare_tree(b, s)
+
+    def run(self, d, s, ctx):
+        return openbench(["open", os.path.join(d, "tree"), str(s["nfiles"]), str(self.threads),
+                          str(s["meta_seconds"]), s["open_flags"]])
+
+
+class Stat(Workload):
+    name, label, fs, unit = "stat", "stat() of existing files, 1 thread", "tmpfs", "ops/s"
+
+    def prepare(self, b, s):
+        prepare_tree(b, s)
+
+    def run(self, d, s, ctx):
+        return openbench(["stat", os.path.join(d, "tree"), str(s["nfiles"]), "1",
+                          str(s["meta_seconds"])])
+
+
+class RssOpens(Workload):
+    """Daemon RSS growth across many opens: the server must not grow per open."""
+    name, fs, unit = "rss-opens", "tmpfs", "KiB"
+    native_ok, ratios = False, False
+
+    @property
+    def label(self):
+        return "server RSS growth across N opens (4 threads)"
+
+    def prepare(self, b, s):
+        prepare_tree(b, s)
+
+    def run(self, d, s, ctx):
+        tree = os.path.join(d, "tree")
+        pid = ctx["pid"]
+        # Warm-up: first opens of every inode allocate the server's per-inode state.
+        openbench(["open", tree, str(s["nfiles"]), "4", "60", s["open_flags"], str(s["nfiles"] * 4)])
+        before = rss_kib(pid)
+        openbench(["open", tree, str(s["nfiles"]), "4", "120", s["open_flags"], str(s["rss_opens"])])
+        return rss_kib(pid) - before
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ConfigFailed(f"no VmRSS for pid {pid}")
+
+
+OPENBENCH = None
+
+
+def openbench(argv):
+    r = run_cmd([OPENBENCH] + argv, "openbench")
+    return float(r.stdout.split()[2])
+
+
+def prepare_tree(b, s):
+    tree = os.path.join(b, "tree")
+    marker = os.path.join(tree, f".n{s['nfiles']}")
+    if os.path.exists(marker):
+        return
+    os.makedirs(tree, exist_ok=True)
+    run_cmd([OPENBENCH, "create", tree, str(s["nfiles"])], "openbench create")
+    open(marker, "w").close()
+
+
+def make_workloads(args):
+    wls = [SeqWrite(), SeqRead(), DD4k(),
+           RandShared("randwrite-4k-4j-buffered", "4 KiB random writes, 4 jobs, one file, buffered",
+                      "tmpfs", False),
+           RandShared("randwrite-4k-4j-odirect", "4 KiB random writes, 4 jobs, one file, O_DIRECT",
+                      "ext4", True),
+           OpenClose(1), OpenClose(4), Stat(), RssOpens()]
+    if args.workloads:
+        want = set(args.workloads.split(","))
+        unknown = want - {w.name for w in wls}
+        if unknown:
+            raise SystemExit(f"unknown workloads: {', '.join(sorted(unknown))}")
+        wls = [w for w in wls if w.name in want]
+    return wls
+
+
+# ---------------------------------------------------------------- fpio counters
+
+def read_counters(path):
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    out[parts[0]] = int(parts[1]) if parts[1].isdigit() else parts[1]
+    except OSError:
+        return None
+    return out
+
+
+# ---------------------------------------------------------------- one measurement
+
+def measure(cfg, wl, s, backing, round_no):
+    if cfg.native:
+        wl.before(backing, s)
+        return wl.run(backing, s, {}), None
+    work = s["work"]
+    mnt = os.path.join(work, "mnt")
+    os.makedirs(mnt, exist_ok=True)
+    logpath = os.path.join(work, "logs", f"{cfg.name}.log")
+    cmd = list(cfg.argv)
+    counters_path = None
+    if cfg.counters:
+        counters_path = os.path.join(work, "logs", f"{cfg.name}.{wl.name}.r{round_no}.counters")
+        remove(counters_path)
+        cmd.append(f"--counters-file={counters_path}")
+    cmd += [backing, mnt]
+    wl.before(backing, s)
+    p = start_daemon(cmd, mnt, logpath, s["mount_timeout"])
+    try:
+        value = wl.run(mnt, s, {"pid": p.pid})
+    except BaseException:
+        kill_daemon(p.pid, p, mnt)
+        State.daemons.pop(p.pid, None)
+        State.save()
+        raise
+    stop_daemon(p, mnt, logpath)
+    counters = read_counters(counters_path) if counters_path else None
+    if counters_path and counters is None and not Warned.counters:
+        Warned.counters = True
+        log(f"WARNING: {cfg.name} wrote no counters file ({counters_path}); server-side counts will be blank")
+    return value, counters
+
+
+class Warned:
+    counters = False
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v, unit):
+    if v is None:
+        return "—"
+    if unit == "KiB":
+        return f"{v:+.0f}"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.1f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def summarize(results, cfgs, wls):
+    """results[(wl, cfg)] = list of (value, counters) -> table rows."""
+    rows = []
+    for wl in wls:
+        med = {}
+        for c in cfgs:
+            vals = [v for v, _ in results.get((wl.name, c.name), [])]
+            med[c.name] = statistics.median(vals) if vals else None
+        for c in cfgs:
+            runs = results.get((wl.name, c.name), [])
+            vals = [v for v, _ in runs]
+            row = dict(workload=wl.name, label=wl.label, config=c.name, unit=wl.unit, fs=wl.fs,
+                       n=len(vals), median=med[c.name],
+                       min=min(vals) if vals else None, max=max(vals) if vals else None,
+                       x_native=ratio(med[c.name], med.get("native")) if wl.ratios else None,
+                       x_peer=ratio(med[c.name], med.get(PEER)) if wl.ratios else None,
+                       status=("skipped: " + c.skip) if c.skip else
+                              ("failed: " + c.failed.splitlines()[0]) if c.failed and not vals else
+                              ("n/a" if c.native and not wl.native_ok else "ok"))
+            cs = [k for _, k in runs if k]
+            for key in ("req_read", "req_write", "req_getxattr", "opens_passthrough",
+                        "opens_direct", "opens_cached"):
+                nums = [k.get(key) for k in cs if isinstance(k.get(key), int)]
+                row[key] = int(statistics.median(nums)) if nums else None
+            sts = sorted({str(k.get("status")) for k in cs if "status" in k})
+            row["fpio_status"] = ",".join(sts) if sts else None
+            rows.append(row)
+    return rows
+
+
+def write_markdown(path, rows, cfgs, wls, s, meta):
+    L = []
+    L.append("# fpio benchmark results\n")
+    L.append(f"Run {meta['date']} on {meta['host']}; kernel {meta['kernel']}; {meta['cpus']} CPUs "
+             f"({meta['cpu']}); load average {meta['load']}; run time {meta['wall']}; fpio {meta['git']}; "
+             f"passthrough_hp from libfuse {meta['hp_version']}.\n")
+    L.append(f"Medians of {s['rounds']} runs per cell, configurations alternated within each round, "
+             f"a fresh mount per run. Sizes: seq {s['seq_mb']} MiB, dd {s['dd_mb']} MiB, shared "
+             f"random-write file {s['rand_mb']} MiB for {s['runtime']} s, {s['nfiles']} files for "
+             f"{s['meta_seconds']} s, {s['rss_opens']} opens for RSS. "
+             f"Backing dirs: tmpfs ({meta['tmpfs']}) and ext4 ({s['ext4_dir']}). "
+             f"MB/s = 10^6 bytes/s. ×native and ×peer are ratios of medians (peer = {PEER}). "
+             f"READ/WRITE/GETXATTR = requests that reached the fpio server in one run (median).\n")
+    if meta.get("quick"):
+        L.append("**--quick run: smoke-test sizes, figures are not meaningful.**\n")
+    for c in cfgs:
+        if c.skip:
+            L.append(f"- **{c.name} skipped**: {c.skip}")
+        elif c.failed:
+            L.append(f"- **{c.name} FAILED**: {c.failed.splitlines()[0]}")
+    L.append("")
+    # Compact matrix first: one line per workload, ×native per config.
+    active = [c for c in cfgs if not c.skip]
+    L.append("## Ratio to native (median / native median)\n")
+    L.append("| workload | " + " | ".join(c.name for c in active if not c.native) + " |")
+    L.append("|---|" + "---:|" * len([c for c in active if not c.native]))
+    byk = {(r["workload"], r["config"]): r for r in rows}
+    for wl in wls:
+        if not wl.ratios:
+            continue
+        cells = []
+        for c in active:
+            if c.native:
+                continue
+            x = byk[(wl.name, c.name)]["x_native"]
+            cells.append(f"{x:.2f}×" if x is not None else "—")
+        L.append(f"| {wl.name} | " + " | ".join(cells) + " |")
+    L.append("")
+    L.append("## All figures\n")
+    L.append("| workload | backing | config | median | unit | min–max | ×native | ×peer | READ | WRITE | GETXATTR | note |")
+    L.append("|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        if r["status"] != "ok":
+            if r["status"] == "n/a" or r["status"].startswith("skipped"):
+                continue   # skipped configs are listed once above the tables
+            L.append(f"| {r['workload']} | {r['fs']} | {r['config']} | — | {r['unit']} | | | | | | | {r['status']} |")
+            continue
+        def cnt(k):
+            return f"{r[k]:,}" if r[k] is not None else ""
+        note = f"fpio status {r['fpio_status']}" if r["fpio_status"] else ""
+        L.append("| {w} | {fs} | {c} | {m} | {u} | {lo}–{hi} | {xn} | {xp} | {rd} | {wr} | {gx} | {note} |".format(
+            w=r["workload"], fs=r["fs"], c=r["config"], m=fmt(r["median"], r["unit"]), u=r["unit"],
+            lo=fmt(r["min"], r["unit"]), hi=fmt(r["max"], r["unit"]),
+            xn=f"{r['x_native']:.2f}" if r["x_native"] is not None else "—",
+            xp=f"{r['x_peer']:.2f}" if r["x_peer"] is not None else "—",
+            rd=cnt("req_read"), wr=cnt("req_write"), gx=cnt("req_getxattr"), note=note))
+    L.append("")
+    L.append("## Library open-path microbenchmark\n")
+    L.extend(meta["micro"])
+    L.append("")
+    L.append("Workloads:\n")
+    for wl in wls:
+        L.append(f"- `{wl.name}`: {wl.label} ({wl.fs} backing)")
+    L.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def write_chart(path, rows, cfgs, wls, meta):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("WARNING: matplotlib not available; no chart written")
+        return False
+    active = [c for c in cfgs if not c.native and not c.skip]
+    wlr = [w for w in wls if w.ratios]
+    byk = {(r["workload"], r["config"]): r for r in rows}
+    fig, ax = plt.subplots(figsize=(max(8, 1.5 * len(wlr) + 2), 5.5))
+    width = 0.8 / max(1, len(active))
+    for i, c in enumerate(active):
+        xs, ys = [], []
+        for j, w in enumerate(wlr):
+            x = byk[(w.name, c.name)]["x_native"]
+            xs.append(j + (i - (len(active) - 1) / 2) * width)
+            ys.append(x if x is not None else 0)
+        ax.bar(xs, ys, width, label=c.name)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(wlr)))
+    ax.set_xticklabels([w.name for w in wlr], rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("median / native median")
+    ax.set_title(f"fpio vs native vs passthrough_hp ({meta['date']}, {meta['kernel']})"
+                 + (" [QUICK]" if meta.get("quick") else ""), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def run_micro():
+    """Hook for the library's own open-path microbenchmark (bench/micro/run.sh)."""
+    runner = os.path.join(HERE, "micro", "run.sh")
+    if not os.access(runner, os.X_OK):
+        msg = ("TODO: no bench/micro/run.sh yet (library open-path cost, ns per open: "
+               "to be added by the library engineer, see bench/micro/README.md)")
+        log("SKIP micro: " + msg)
+        return ["_" + msg + "_"]
+    log("micro: running bench/micro/run.sh")
+    r = subprocess.run([runner], capture_output=True, text=True)
+    if r.returncode != 0:
+        log("micro FAILED:\n" + r.stderr[-2000:])
+        return [f"_bench/micro/run.sh failed with status {r.returncode}_"]
+    lines = ["| benchmark | ns per op |", "|---|---:|"]
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            lines.append(f"| {parts[0]} | {parts[1]} |")
+    return lines
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke-test sizes (< 2 min)")
+    ap.add_argument("--fpio", default=os.environ.get(
+        "FPIO_PASSTHROUGH", os.path.join(os.environ.get("FPIO_BUILDDIR", os.path.join(REPO, "build")),
+                                         "examples", "fpio-passthrough")))
+    ap.add_argument("--passthrough-hp", default=os.environ.get("PASSTHROUGH_HP"))
+    ap.add_argument("--openbench", required=True)
+    ap.add_argument("--configs", help="comma list (native is always included)")
+    ap.add_argument("--workloads", help="comma list")
+    ap.add_argument("--results", default=os.path.join(HERE, "results"))
+    ap.add_argument("--hp-version", default="3.17.2")
+    args = ap.parse_args()
+    global OPENBENCH
+    OPENBENCH = args.openbench
+    if os.geteuid() != 0:
+        raise SystemExit("bench must run as root (mounts, drop_caches, passthrough needs CAP_SYS_ADMIN)")
+
+    s = make_settings(args.quick)
+    cfgs = make_configs(args)
+    wls = make_workloads(args)
+    for c in cfgs:
+        if c.skip:
+            log(f"SKIP {c.name}: {c.skip}")
+    active = [c for c in cfgs if not c.skip]
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    work = s["work"]
+    os.makedirs(os.path.join(work, "logs"), exist_ok=True)
+    for f in os.listdir(os.path.join(work, "logs")):
+        os.unlink(os.path.join(work, "logs", f))
+    State.pidfile = os.path.join(work, "daemons.pids")
+    State.save()
+    results = {}
+    load_start = os.getloadavg()[0]
+    t_start = time.monotonic()
+    try:
+        tmpfs = os.path.join(work, "tmpfs")
+        os.makedirs(tmpfs, exist_ok=True)
+        if mountinfo().get(tmpfs) == "tmpfs":
+            subprocess.run(["umount", tmpfs], check=True)   # leftover of a killed run
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={s['tmpfs_mb']}m,mode=0755", "fpio-bench", tmpfs],
+                       check=True)
+        State.tmpfs = tmpfs
+        ext4 = s["ext4_dir"]
+        shutil.rmtree(ext4, ignore_errors=True)
+        os.makedirs(ext4)
+        fstype = subprocess.run(["findmnt", "-no", "FSTYPE", "-T", ext4], capture_output=True, text=True).stdout.strip()
+        if fstype != "ext4":
+            log(f"WARNING: {ext4} is on {fstype}, not ext4 (set BENCH_EXT4_DIR)")
+        backing = {"tmpfs": os.path.join(tmpfs, "b"), "ext4": os.path.join(ext4, "b")}
+        for b in backing.values():
+            os.makedirs(b, exist_ok=True)
+        log(f"preparing backing files (tmpfs {s['tmpfs_mb']} MiB at {tmpfs}, ext4 at {ext4})")
+        for wl in wls:
+            wl.prepare(backing[wl.fs], s)
+
+        plan = []
+        for rnd in range(s["rounds"]):
+            for wl in wls:
+                # Rotate the config order each round so no config always runs first.
+                order = active[rnd % len(active):] + active[:rnd % len(active)]
+                for c in order:
+                    if c.native and not wl.native_ok:
+                        continue
+                    plan.append((rnd, wl, c))
+        total = len(plan)
+        for i, (rnd, wl, c) in enumerate(plan, 1):
+            if c.failed:
+                continue
+            t0 = time.monotonic()
+            try:
+                value, counters = measure(c, wl, s, backing[wl.fs], rnd + 1)
+            except ConfigFailed as e:
+                c.failed = str(e)
+                log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:17} FAILED: {e}")
+                log(f"  {c.name}: no further runs of this configuration")
+                continue
+            results.setdefault((wl.name, c.name), []).append((value, counters))
+            el = time.monotonic() - t_start
+            eta = el / i * (total - i)
+            extra = ""
+            if counters:
+                extra = " (server READ {} WRITE {} GETXATTR {})".format(
+                    counters.get("req_read", "?"), counters.get("req_write", "?"),
+                    counters.get("req_getxattr", "?"))
+            log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:17} "
+                f"{fmt(value, wl.unit):>10} {wl.unit:5} {time.monotonic() - t0:5.1f}s  "
+                f"elapsed {el:4.0f}s eta {eta:4.0f}s{extra}")
+    finally:
+        cleanup_all()
+        shutil.rmtree(s["ext4_dir"], ignore_errors=True)
+
+    micro = run_micro()
+    meta = dict(date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                host=platform.node(), kernel=platform.release(), cpus=os.cpu_count(),
+                cpu=cpu_model(), git=git_rev(), hp_version=args.hp_version,
+                tmpfs=f"{s['tmpfs_mb']} MiB", quick=args.quick, micro=micro,
+                # Other jobs on the box skew absolute figures; say how busy it was.
+                load=f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end",
+                wall=f"{time.monotonic() - t_start:.0f} s")
+    rows = summarize(results, cfgs, wls)
+    os.makedirs(args.results, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    md = os.path.join(args.results, "latest.md")
+    png = os.path.join(args.results, "latest.png")
+    write_markdown(md, rows, cfgs, wls, s, meta)
+    have_png = write_chart(png, rows, cfgs, wls, meta)
+    with open(os.path.join(args.results, "latest.json"), "w") as f:
+        json.dump(dict(meta=meta, settings=s, rows=rows,
+                       raw={f"{k[0]}|{k[1]}": v for k, v in results.items()}), f, indent=1)
+    shutil.copy(md, os.path.join(args.results, f"{stamp}.md"))
+    if have_png:
+        shutil.copy(png, os.path.join(args.results, f"{stamp}.png"))
+    log(f"done in {time.monotonic() - t_start:.0f}s: {md}" + (f", {png}" if have_png else ""))
+    print()
+    with open(md) as f:
+        print(f.read())
+    failed = [c for c in cfgs if c.failed]
+    if failed:
+        log("FAILED configurations: " + ", ".join(c.name for c in failed))
+        return 1
+    return 0
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def git_rev():
+    r = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt as e:
+        cleanup_all()
+        log(f"interrupted ({e}); mounts and daemons cleaned up")
+        sys.exit(130)
