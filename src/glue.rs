@@ -55,12 +55,19 @@ struct GlueEntry {
     attr: libc::stat,
 }
 
-pub type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, usize, *mut c_void) -> isize;
-pub type WritevFn = unsafe extern "C" fn(c_int, *mut libc::iovec, c_int, *mut c_void) -> isize;
+/// Sees each request after the glue's read() (see fpio_glue.c for why the
+/// glue, not Rust, makes the system calls).
+pub type OnReadFn = unsafe extern "C" fn(c_int, *const c_void, usize, *mut c_void);
+/// May replace a reply: returns 1 after writing the replacement to
+/// `out[..*out_len]`, 0 to send the reply as it is.
+pub type OnWritevFn =
+    unsafe extern "C" fn(c_int, *const libc::iovec, c_int, *mut c_void, *mut u8, usize, *mut usize) -> c_int;
+/// Told the result of sending a replacement (bytes or -errno).
+pub type AfterWriteFn = unsafe extern "C" fn(c_int, *mut c_void, isize);
 
 extern "C" {
     fn fpioglue_session_fd(se: *mut fuse_session) -> c_int;
-    fn fpioglue_install_io(se: *mut fuse_session, rd: ReadFn, wv: WritevFn) -> c_int;
+    fn fpioglue_install_io(se: *mut fuse_session, rd: OnReadFn, wv: OnWritevFn, aw: AfterWriteFn) -> c_int;
     fn fpioglue_read_fi(fi: *const fuse_file_info, out: *mut GlueFi);
     fn fpioglue_read_entry(e: *const fuse_entry_param, out: *mut GlueEntry);
     fn fpioglue_reply_buf(req: fuse_req_t, buf: *const c_void, len: usize) -> c_int;
@@ -77,8 +84,8 @@ pub unsafe fn session_fd(se: *mut fuse_session) -> c_int {
 
 /// # Safety
 /// `se` must be a live, mounted libfuse session whose loop has not started.
-pub unsafe fn install_io(se: *mut fuse_session, rd: ReadFn, wv: WritevFn) -> c_int {
-    fpioglue_install_io(se, rd, wv)
+pub unsafe fn install_io(se: *mut fuse_session, rd: OnReadFn, wv: OnWritevFn, aw: AfterWriteFn) -> c_int {
+    fpioglue_install_io(se, rd, wv, aw)
 }
 
 /// # Safety

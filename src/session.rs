@@ -134,7 +134,7 @@ impl Session {
             counters: Counters::default(),
             registry: Registry::new(Box::new(Device { fd: dev_fd, faults })),
         });
-        let rc = glue::install_io(se, io_read, io_writev);
+        let rc = glue::install_io(se, hook_read, hook_writev, hook_after_write);
         if rc < 0 {
             return Err(NewError::Io(-rc));
         }
@@ -203,9 +203,10 @@ impl Session {
         }
     }
 
-    /// Sends the INIT reply in `parts` (out header first) patched for
-    /// passthrough, if it is the reply to the INIT request. None: not INIT.
-    fn on_reply(&self, fd: RawFd, parts: &[&[u8]]) -> Option<isize> {
+    /// If `parts` (out header first) is the reply to the INIT request,
+    /// returns the message to send instead: patched for passthrough, or None
+    /// to send it untouched (the status then says why).
+    fn patch_init_reply(&self, parts: &[&[u8]]) -> Option<Vec<u8>> {
         let pending = self.init_unique.load(Ordering::Acquire);
         if pending == 0 {
             return None;
@@ -218,24 +219,17 @@ impl Session {
         let mut body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         body.drain(..OUT_HEADER_LEN.min(body.len()));
         let decision = negotiate(self.offer().as_ref(), out.error, &body, &self.policy());
-        let Some(patched) = decision.patched else {
-            self.status.store(decision.status as u32, Ordering::Release);
-            return None;
-        };
+        self.status.store(decision.status as u32, Ordering::Release);
+        let patched = decision.patched?;
         let payload = patched.body();
         let header = OutHeader { len: (OUT_HEADER_LEN + payload.len()) as u32, ..out }.encode();
-        let iov = [
-            libc::iovec { iov_base: header.as_ptr() as *mut c_void, iov_len: header.len() },
-            libc::iovec { iov_base: payload.as_ptr() as *mut c_void, iov_len: payload.len() },
-        ];
-        let n = sys::writev(fd, iov.as_ptr(), 2);
-        if n < 0 {
-            self.status.store(Status::NotNegotiated as u32, Ordering::Release);
-            return Some(n);
-        }
-        self.status.store(self.probe() as u32, Ordering::Release);
-        // libfuse checks for errors only; report the length it asked to send.
-        Some(parts.iter().map(|p| p.len()).sum::<usize>() as isize)
+        Some([&header[..], payload].concat())
+    }
+
+    /// After the patched INIT reply went out: the kernel has processed it.
+    fn init_reply_sent(&self, res: isize) {
+        let status = if res < 0 { Status::NotNegotiated } else { self.probe() };
+        self.status.store(status as u32, Ordering::Release);
     }
 
     fn init_pending_done(&self) {
@@ -414,45 +408,65 @@ fn lookup(fd: RawFd, userdata: usize) -> Option<Arc<Session>> {
     Some(found)
 }
 
-/// libfuse's read: read the request, then let the session look at it.
-unsafe extern "C" fn io_read(fd: c_int, buf: *mut c_void, len: usize, userdata: *mut c_void) -> isize {
-    let n = sys::read(fd, buf, len);
-    if n > 0 && !buf.is_null() {
-        sys::preserving_errno(|| {
-            let _ = std::panic::catch_unwind(|| {
-                if let Some(s) = lookup(fd, userdata as usize) {
-                    // SAFETY: the kernel just wrote n bytes into buf.
-                    s.on_request(std::slice::from_raw_parts(buf as *const u8, n as usize));
-                }
-            });
-        });
+/// The glue read a request: let its session look at it.
+unsafe extern "C" fn hook_read(fd: c_int, buf: *const c_void, len: usize, userdata: *mut c_void) {
+    if buf.is_null() {
+        return;
     }
-    n
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(s) = lookup(fd, userdata as usize) {
+            // SAFETY: the kernel just wrote len bytes into buf.
+            s.on_request(std::slice::from_raw_parts(buf as *const u8, len));
+        }
+    });
 }
 
-/// libfuse's writev: the INIT reply is patched, everything else goes out as is.
-unsafe extern "C" fn io_writev(fd: c_int, iov: *mut libc::iovec, count: c_int, userdata: *mut c_void) -> isize {
+/// The glue is about to send a reply: only the INIT reply is replaced.
+unsafe extern "C" fn hook_writev(
+    fd: c_int,
+    iov: *const libc::iovec,
+    count: c_int,
+    userdata: *mut c_void,
+    out: *mut u8,
+    out_cap: usize,
+    out_len: *mut usize,
+) -> c_int {
     // Every reply passes here; only the one INIT reply needs work.
-    if INIT_PENDING.load(Ordering::Acquire) > 0 && !iov.is_null() && count > 0 {
-        let handled = std::panic::catch_unwind(|| {
-            let s = lookup(fd, userdata as usize)?;
-            // SAFETY: libfuse passes count valid iovecs.
-            let iovs = std::slice::from_raw_parts(iov, count as usize);
-            let parts: Vec<&[u8]> = iovs
-                .iter()
-                .map(|v| {
-                    if v.iov_base.is_null() {
-                        &[][..]
-                    } else {
-                        std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
-                    }
-                })
-                .collect();
-            s.on_reply(fd, &parts)
-        });
-        if let Ok(Some(n)) = handled {
-            return n;
-        }
+    if INIT_PENDING.load(Ordering::Acquire) == 0 || iov.is_null() || count <= 0 || out.is_null() {
+        return 0;
     }
-    sys::writev(fd, iov, count)
+    let replaced = std::panic::catch_unwind(|| {
+        let s = lookup(fd, userdata as usize)?;
+        // SAFETY: libfuse passes count valid iovecs.
+        let iovs = std::slice::from_raw_parts(iov, count as usize);
+        let parts: Vec<&[u8]> = iovs
+            .iter()
+            .map(|v| {
+                if v.iov_base.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+                }
+            })
+            .collect();
+        let msg = s.patch_init_reply(&parts)?;
+        (msg.len() <= out_cap).then_some(msg)
+    });
+    match replaced {
+        Ok(Some(msg)) => {
+            // SAFETY: the glue gave out_cap bytes at out; msg fits.
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), out, msg.len());
+            *out_len = msg.len();
+            1
+        }
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn hook_after_write(fd: c_int, userdata: *mut c_void, res: isize) {
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(s) = lookup(fd, userdata as usize) {
+            s.init_reply_sent(res);
+        }
+    });
 }

@@ -23,16 +23,6 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// Runs `f` and puts errno back as it was: the io wrappers sit between
-/// libfuse's syscall and its errno check.
-pub fn preserving_errno<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: __errno_location() returns this thread's errno slot.
-    let saved = unsafe { *libc::__errno_location() };
-    let v = f();
-    unsafe { *libc::__errno_location() = saved };
-    v
-}
-
 /// Registers `fd` as a backing file on the FUSE device `dev_fd`.
 pub fn backing_open(dev_fd: RawFd, fd: RawFd) -> Result<u32, i32> {
     let map = BackingMap { fd, flags: 0, padding: 0 };
@@ -106,16 +96,6 @@ pub fn dup_cloexec(fd: RawFd) -> Result<RawFd, i32> {
 pub fn close(fd: RawFd) {
     // SAFETY: closing an fd this crate owns.
     unsafe { libc::close(fd) };
-}
-
-pub fn read(fd: RawFd, buf: *mut libc::c_void, len: usize) -> isize {
-    // SAFETY: the caller (libfuse) owns buf for len bytes.
-    unsafe { libc::read(fd, buf, len) }
-}
-
-pub fn writev(fd: RawFd, iov: *const libc::iovec, count: i32) -> isize {
-    // SAFETY: the caller owns the iovec array and what it points to.
-    unsafe { libc::writev(fd, iov, count) }
 }
 
 /// Writes all of `data` to `fd`, retrying on EINTR and short writes.
@@ -229,16 +209,5 @@ mod tests {
         assert!(fstat(fd).unwrap().is_regular());
         assert_eq!(access_mode(fd), Ok(libc::O_RDWR));
         close(fd);
-    }
-
-    #[test]
-    fn errno_is_preserved() {
-        // SAFETY: test writes its own thread's errno.
-        unsafe { *libc::__errno_location() = libc::EAGAIN };
-        preserving_errno(|| {
-            let _ = fstat(-5);
-            unsafe { *libc::__errno_location() = libc::ENOENT };
-        });
-        assert_eq!(errno(), libc::EAGAIN);
     }
 }

@@ -16,9 +16,60 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
-typedef ssize_t (*fpioglue_read_fn)(int fd, void *buf, size_t len, void *userdata);
-typedef ssize_t (*fpioglue_writev_fn)(int fd, struct iovec *iov, int count, void *userdata);
+/* fpio's hooks (Rust). They make no system call that is a cancellation
+ * point: libfuse's multi-threaded loop cancels idle workers with
+ * pthread_cancel(), whose forced unwind must only cross C frames. So the
+ * read() and writev() below are the only cancellation points, as in
+ * libfuse's own io. */
+typedef void (*fpioglue_on_read_fn)(int fd, const void *buf, size_t len, void *userdata);
+/* Returns 1 and fills out[0..*out_len) with a replacement message (the
+ * patched INIT reply), or 0 to send the message as it is. */
+typedef int (*fpioglue_on_writev_fn)(int fd, const struct iovec *iov, int count, void *userdata,
+				     unsigned char *out, size_t out_cap, size_t *out_len);
+/* Told what became of a replacement message: bytes written, or -errno. */
+typedef void (*fpioglue_after_write_fn)(int fd, void *userdata, ssize_t res);
+
+static fpioglue_on_read_fn hook_read;
+static fpioglue_on_writev_fn hook_writev;
+static fpioglue_after_write_fn hook_after_write;
+
+static ssize_t glue_read(int fd, void *buf, size_t len, void *userdata)
+{
+	ssize_t n = read(fd, buf, len);
+
+	if (n > 0) {
+		int saved = errno;
+		hook_read(fd, buf, (size_t)n, userdata);
+		errno = saved;
+	}
+	return n;
+}
+
+static ssize_t glue_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+	unsigned char out[256];
+	size_t out_len = 0;
+	struct iovec one;
+	ssize_t n, total = 0;
+	int i, saved;
+
+	if (!hook_writev(fd, iov, count, userdata, out, sizeof(out), &out_len))
+		return writev(fd, iov, count);
+	one.iov_base = out;
+	one.iov_len = out_len;
+	n = writev(fd, &one, 1);
+	saved = errno;
+	hook_after_write(fd, userdata, n < 0 ? -saved : n);
+	errno = saved;
+	if (n < 0)
+		return n;
+	/* libfuse only checks for errors; report the length it asked for. */
+	for (i = 0; i < count; i++)
+		total += (ssize_t)iov[i].iov_len;
+	return total;
+}
 
 /* What fpio needs from a struct fuse_file_info, flattened. */
 struct fpioglue_fi {
@@ -46,18 +97,23 @@ int fpioglue_session_fd(struct fuse_session *se)
 	return fuse_session_fd(se);
 }
 
-int fpioglue_install_io(struct fuse_session *se, fpioglue_read_fn rd, fpioglue_writev_fn wv)
+int fpioglue_install_io(struct fuse_session *se, fpioglue_on_read_fn rd, fpioglue_on_writev_fn wv,
+			fpioglue_after_write_fn aw)
 {
 	struct fuse_custom_io io;
 	int fd = fuse_session_fd(se);
 
 	if (fd < 0)
 		return -ENOTCONN;
+	/* The same three hooks serve every session; they find theirs by fd. */
+	hook_read = rd;
+	hook_writev = wv;
+	hook_after_write = aw;
 	/* splice_* stay NULL: libfuse then never splices, so every request and
 	 * reply passes through rd/wv, where INIT is patched and requests counted. */
 	memset(&io, 0, sizeof(io));
-	io.read = rd;
-	io.writev = wv;
+	io.read = glue_read;
+	io.writev = glue_writev;
 	return fuse_session_custom_io(se, &io, fd);
 }
 
