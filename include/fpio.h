@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: MIT OR Apache-2.0
+/* SPDX-License-Identifier: MIT
  *
  * fpio: FUSE passthrough with parallel direct writes for libfuse lowlevel servers.
  * See README.md, "API" and "Ownership and errors".

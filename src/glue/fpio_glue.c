@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: MIT OR Apache-2.0
+/* SPDX-License-Identifier: MIT
  *
  * The only code in fpio that sees libfuse's own headers. It is compiled by
  * build.rs against the libfuse that meson (or pkg-config) selected, so the
