@@ -62,8 +62,9 @@ def make_settings(quick):
         rss_opens=env_num("BENCH_RSS_OPENS", d["rss_opens"], int),
         tmpfs_mb=env_num("BENCH_TMPFS_MB", d["tmpfs_mb"], int),
         open_flags=os.environ.get("BENCH_OPEN_FLAGS", "rdonly"),
-        ext4_dir=os.environ.get("BENCH_EXT4_DIR", "/var/tmp/fpio-bench"),
-        work=os.environ.get("BENCH_WORK", os.path.join(HERE, "work")),
+        ext4_dir=os.environ.get("BENCH_EXT4_DIR", "/var/tmp/fpio-bench-ext4"),
+        # Outside the repo: tools walking the source tree must not wander into our mounts.
+        work=os.environ.get("BENCH_WORK", "/var/tmp/fpio-bench-work"),
         mount_timeout=env_num("BENCH_MOUNT_TIMEOUT", 15.0),
     )
     if s["rounds"] < 3:
@@ -116,7 +117,9 @@ def tail(path, n=20):
 
 def start_daemon(cmd, mnt, logpath, timeout):
     if is_fuse_mounted(mnt):
-        raise ConfigFailed(f"{mnt} is already mounted")
+        # A mount left on our own private mountpoint (by a run killed with SIGKILL).
+        log(f"WARNING: {mnt} was still mounted; lazily unmounting it")
+        subprocess.run(["umount", "-l", mnt], capture_output=True)
     logf = open(logpath, "ab")
     logf.write(("\n$ " + " ".join(cmd) + "\n").encode())
     logf.flush()
@@ -134,6 +137,9 @@ def start_daemon(cmd, mnt, logpath, timeout):
             State.save()
             raise ConfigFailed(f"daemon exited with {rc} before mounting; log {logpath}:\n{tail(logpath)}")
         if time.monotonic() > deadline:
+            kill_daemon(p.pid, p, mnt)
+            State.daemons.pop(p.pid, None)
+            State.save()
             raise ConfigFailed(f"no mount at {mnt} after {timeout}s; log {logpath}:\n{tail(logpath)}")
         time.sleep(delay)              # polling interval, not a fixed wait
         delay = min(delay * 2, 0.05)
@@ -141,12 +147,27 @@ def start_daemon(cmd, mnt, logpath, timeout):
 
 
 def stop_daemon(p, mnt, logpath):
-    r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise ConfigFailed(f"fusermount3 -u {mnt} failed: {r.stderr.strip()}")
+    # EBUSY can be transient (a benchmark child still exiting, or some other process on
+    # the box walking into the mount): retry for a while, then say who holds it.
+    deadline = time.monotonic() + 10
+    while True:
+        r = subprocess.run(["fusermount3", "-u", mnt], capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            holders = subprocess.run(["fuser", "-vm", mnt], capture_output=True, text=True)
+            kill_daemon(p.pid, p, mnt)
+            State.daemons.pop(p.pid, None)
+            State.save()
+            raise ConfigFailed(f"fusermount3 -u {mnt} failed: {r.stderr.strip()}\n"
+                               f"holders: {holders.stdout.strip()} {holders.stderr.strip()}")
+        time.sleep(0.1)
     try:
         rc = p.wait(timeout=30)
     except subprocess.TimeoutExpired:
+        kill_daemon(p.pid, p, mnt)
+        State.daemons.pop(p.pid, None)
+        State.save()
         raise ConfigFailed(f"daemon {p.pid} did not exit after unmount; log {logpath}")
     State.daemons.pop(p.pid, None)
     State.save()
@@ -201,7 +222,11 @@ def make_configs(args):
     hp_skip = None
     if not (hp and os.access(hp, os.X_OK)):
         hp_skip = f"passthrough_hp not found at {hp} (scripts/libfuse317.sh builds it)"
-    extra_fpio = os.environ.get("BENCH_FPIO_ARGS", "").split()
+    # Match passthrough_hp's defaults (libfuse's 10 max worker threads, 86400 s entry/attr
+    # timeouts) so the comparison measures the I/O and open paths, not cache settings.
+    extra_fpio = [f"--threads={os.environ.get('BENCH_FPIO_THREADS', '10')}",
+                  f"--timeout={os.environ.get('BENCH_FPIO_TIMEOUT', '86400')}"]
+    extra_fpio += os.environ.get("BENCH_FPIO_ARGS", "").split()
     extra_hp = os.environ.get("BENCH_HP_ARGS", "").split()
     cfgs = [Config("native", "native")]
     for mode in ("passthrough", "direct", "cached"):

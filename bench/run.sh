@@ -12,7 +12,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-work=${BENCH_WORK:-$here/work}
+# Mounts live outside the repo so that tools walking the tree never enter them.
+work=${BENCH_WORK:-/var/tmp/fpio-bench-work}
 export BENCH_WORK=$work
 
 if [ "$(id -u)" != 0 ]; then
