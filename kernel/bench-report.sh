@@ -26,7 +26,7 @@ out = []
 out.append("# Kernel tier benchmark (VM, emulated CPU)\n")
 out.append(f"Generated {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by kernel/run-tier.sh --bench.\n")
 out.append("fio 4 KiB random O_DIRECT overwrites (psync, one preallocated 64 MiB file on ext4 "
-           "on virtio-blk), qemu TCG `-cpu max -smp 2`. `passthrough` is the probe's raw "
+           "on virtio-blk), qemu TCG `-cpu max -smp 2` (2 sockets). `passthrough` is the probe's raw "
            "passthrough server (ptfs, FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES, "
            "KILLPRIV_V2) with that ext4 file as backing file. Median IOPS of the repetitions; "
            "CPU = fio usr+sys %. These are emulated-CPU figures: compare ratios, not absolutes.\n")

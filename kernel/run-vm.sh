@@ -35,7 +35,9 @@ if ! command -v qemu-system-x86_64 >/dev/null; then
 fi
 
 args=(
-	-accel tcg,thread=multi -cpu max -smp 2 -m 2G
+	# 2 sockets x 1 core: the kernel has no ACPI, and SeaBIOS's MP table lists one
+	# CPU per socket, so plain "-smp 2" (1 socket, 2 cores) would boot with 1 CPU.
+	-accel tcg,thread=multi -cpu max -smp 2,sockets=2,cores=1,threads=1 -m 2G
 	-nographic -no-reboot -monitor none -serial stdio
 	-kernel "$KERNEL" -initrd "$INITRD"
 	-append "console=ttyS0 panic=-1 loglevel=4 $APPEND"
