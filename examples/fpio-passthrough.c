@@ -11,6 +11,7 @@
  *   fpio_reply_create()  instead of fuse_reply_create()
  *   fpio_release()       in release, before closing the fd
  *   fpio_session_free()  at the end
+ * and, only with --killpriv-v2, fpio_request_kills_suidgid() where set-uid bits may go.
  *
  * Modes: passthrough (default) hands each open's fd to the kernel, so reads and writes of
  * regular files never reach this process; direct and cached serve the I/O here with
@@ -259,6 +260,22 @@ static int backing_fd(int fd)
 	return fs.mode == MODE_PASSTHROUGH ? fd : -1;
 }
 
+/* Clears S_ISUID, and S_ISGID with S_IXGRP, as the kernel does when a user without
+ * CAP_FSETID writes or truncates: this (root) server holds CAP_FSETID, so the backing fs
+ * keeps the bits on its own writes. fd may be the inode's O_PATH fd. */
+static void kill_suid(fuse_ino_t ino, int fd)
+{
+	struct stat st;
+	char path[PROC_PATH_MAX];
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return;
+	mode_t kill = st.st_mode & S_ISUID;
+	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+		kill |= S_ISGID;
+	if (kill && chmod(proc_path(path, fd), st.st_mode & 07777 & ~kill) == 0)
+		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0); /* its cached mode is stale */
+}
+
 /* ---- counters file ---- */
 
 /* Written to PATH.tmp and renamed, so readers never see half a file. */
@@ -307,12 +324,11 @@ static void *counters_thread(void *arg)
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
 	(void)userdata;
-	/* Passthrough writes never reach this server, so the kernel must clear set-uid bits
-	 * itself (by a SETATTR before the write); with HANDLE_KILLPRIV it leaves that to us. */
+	/* Passthrough writes never reach this server, so let the kernel clear set-uid bits
+	 * (a SETATTR before the write, which also updates its cached mode); with
+	 * HANDLE_KILLPRIV, which libfuse 3.14 asks for by default, it would leave that to us.
+	 * (--killpriv-v2 has fpio negotiate the V2 protocol instead.) */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-#ifdef FUSE_CAP_HANDLE_KILLPRIV_V2
-	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV_V2;
-#endif
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -375,10 +391,14 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 			tv[1] = attr->st_mtim;
 		res = fi ? futimens(fd, tv) : utimensat(AT_FDCWD, path, tv, 0);
 	}
-	if (res < 0)
+	if (res < 0) {
 		fuse_reply_err(req, errno);
-	else
-		fs_getattr(req, ino, fi);
+		return;
+	}
+	/* fpio: with --killpriv-v2 a truncate or chown by an unprivileged user says so here. */
+	if (fpio_request_kills_suidgid())
+		kill_suid(ino, fi ? fd : in->fd);
+	fs_getattr(req, ino, fi);
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -461,6 +481,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, errno);
 		return;
 	}
+	if ((fi->flags & O_TRUNC) && fpio_request_kills_suidgid())
+		kill_suid(ino, fd); /* fpio: see fs_setattr */
 	fi->fh = fd;
 	set_io_mode(fi);
 	/* fpio: replies like fuse_reply_open(), with the fd as passthrough backing file when
@@ -486,6 +508,8 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, err);
 		return;
 	}
+	if ((fi->flags & O_TRUNC) && fpio_request_kills_suidgid())
+		kill_suid(e.ino, fd); /* fpio: see fs_setattr */
 	fi->fh = fd;
 	set_io_mode(fi);
 	/* fpio: fuse_reply_create() with passthrough, as in fs_open. On failure the kernel
@@ -508,26 +532,14 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-/* A root server holds CAP_FSETID, so the backing fs keeps S_ISUID/S_ISGID on its writes.
- * Drop them as the kernel would for an unprivileged writer. (With HANDLE_KILLPRIV off the
- * kernel already did, by SETATTR; this is the second line of defence.) */
-static void kill_suid(fuse_req_t req, fuse_ino_t ino, int fd)
-{
-	struct stat st;
-	if (fuse_req_ctx(req)->uid == 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return;
-	mode_t kill = st.st_mode & S_ISUID;
-	if ((st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
-		kill |= S_ISGID;
-	if (kill && fchmod(fd, st.st_mode & 07777 & ~kill) == 0)
-		fuse_lowlevel_notify_inval_inode(fs.se, ino, -1, 0); /* cached mode is stale */
-}
-
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		     off_t off, struct fuse_file_info *fi)
 {
 	int fd = (int)fi->fh;
-	kill_suid(req, ino, fd);
+	/* The kernel sends no SETATTR to clear set-uid before a direct-io write, and with
+	 * --killpriv-v2 it marks the request instead, so the server clears the bits. */
+	if (fuse_req_ctx(req)->uid != 0 || fpio_request_kills_suidgid())
+		kill_suid(ino, fd);
 	size_t done = 0;
 	while (done < size) {
 		ssize_t n = pwrite(fd, buf + done, size - done, off + (off_t)done);
@@ -732,7 +744,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 /* ---- command line ---- */
 
 struct options {
-	int foreground, no_passthrough, clone_fd, help;
+	int foreground, no_passthrough, killpriv_v2, clone_fd, help;
 	unsigned int threads;
 	double timeout;
 	char *mode, *counters_file, *source, *mountpoint;
@@ -746,6 +758,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--mode=%s", mode, 0),
 	OPT("--threads=%u", threads, 0),
 	OPT("--no-passthrough", no_passthrough, 1),
+	OPT("--killpriv-v2", killpriv_v2, 1),
 	OPT("--counters-file=%s", counters_file, 0),
 	OPT("--timeout=%lf", timeout, 0),
 	OPT("clone_fd", clone_fd, 1), /* -o clone_fd: one /dev/fuse fd per thread */
@@ -786,6 +799,8 @@ static void usage(FILE *f, const char *prog)
 		"                             bypassing / using the page cache\n"
 		"  --threads=N                N > 1: multi-threaded loop with up to N workers\n"
 		"  --no-passthrough           never negotiate passthrough (fpio falls back)\n"
+		"  --killpriv-v2              negotiate FUSE_HANDLE_KILLPRIV_V2 (no GETXATTR per\n"
+		"                             passthrough write; the server clears set-uid bits)\n"
 		"  --counters-file=PATH       write fpio counters there at exit and on SIGUSR1\n"
 		"  --timeout=SEC              attribute and entry timeout (default 1.0)\n"
 		"  -o clone_fd                one /dev/fuse fd per thread\n"
@@ -894,7 +909,8 @@ int main(int argc, char *argv[])
 
 	/* fpio: attach to the mounted session (before its loop runs, so it sees INIT). */
 	uint32_t flags = (o.no_passthrough ? FPIO_SESSION_NO_PASSTHROUGH : 0) |
-			 (fs.mode == MODE_CACHED ? FPIO_SESSION_FALLBACK_CACHED : 0);
+			 (fs.mode == MODE_CACHED ? FPIO_SESSION_FALLBACK_CACHED : 0) |
+			 (o.killpriv_v2 ? FPIO_SESSION_KILLPRIV_V2 : 0);
 	int err = fpio_session_new(fs.se, flags, &fs.fpio);
 	if (err < 0) {
 		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s\n", strerror(-err));
