@@ -6,7 +6,8 @@
  *   pre-read  each file is opened once, its first 4 KiB kept as the reference
  *   held      every thread opens every file (even threads O_RDONLY, odd O_RDWR)
  *             and keeps it open            -> DIR/held.ready, wait DIR/held.go
- *   anchored  main holds one O_RDONLY open per file; the threads storm
+ *   anchored  main opens one O_RDONLY anchor per file (before the held opens
+ *             are closed) and keeps it; the threads storm
  *             (N x iters open/pread/[pwrite]/close, mixed O_RDONLY and O_RDWR)
  *                                          -> DIR/anchored.ready, wait DIR/anchored.go
  *   free      anchors closed; the same storm again, so backing ids come and go
@@ -152,11 +153,12 @@ int main(int argc, char **argv) {
    * the run then fails. */
   pthread_barrier_wait(&barrier);
   sync_failed |= phase("held");
-  pthread_barrier_wait(&barrier);
+  /* Anchors open while the held opens still are: the ids never drop. */
   for (int f = 0; f < nfiles; f++) {
     anchors[f] = open(files[f], O_RDONLY | O_CLOEXEC);
     if (anchors[f] < 0) fail("open (anchor)", f, errno);
   }
+  pthread_barrier_wait(&barrier);
   pthread_barrier_wait(&barrier);
   pthread_barrier_wait(&barrier);
   sync_failed |= phase("anchored");

@@ -81,6 +81,7 @@ fpio_poll() {
   for ((i = 0; i < secs * 20; i++)); do
     if "$@"; then return 0; fi
     if [ -n "$FPIO_DAEMON_PID" ] && ! fpio_pid_alive "$FPIO_DAEMON_PID"; then
+      "$@" && return 0 # it may have come true as the server exited
       fail "server (pid $FPIO_DAEMON_PID) died while waiting for: $what"
     fi
     sleep 0.05

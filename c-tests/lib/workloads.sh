@@ -26,6 +26,6 @@ wl_pwriters() {
   fpio_drop_caches
   "$FPIO_PWRITERS" --verify-only --size $((FPIO_BIG_MIB << 20)) "$@" "$FPIO_SOURCE/pw" ||
     fail "pwriters $*: backing file differs"
-  fpio_log "ok: 8 parallel writers $*, verified through the mount and on the backing file"
+  fpio_log "ok: 8 parallel writers${*:+ ($*)}, verified through the mount and on the backing file"
   rm -f "$FPIO_MNT/pw"
 }

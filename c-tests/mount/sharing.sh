@@ -45,8 +45,8 @@ touch "$sync/held.go"
 phase_ready anchored
 fpio_snapshot
 # An anchor was open on every inode for the whole storm: all 3200 opens shared
-# the anchors' ids. (The held fds were closed before the storm, and the anchors
-# were opened before they were, so nothing needed a new id after 'held'.)
+# the anchors' ids. (The anchors were opened while the held fds were still
+# open, so no inode was without an open after 'held'.)
 fpio_expect backing_ids_live -eq $nfiles
 fpio_expect backing_opened -eq "$opened_held"
 touch "$sync/anchored.go"
