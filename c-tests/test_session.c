@@ -712,6 +712,60 @@ static void test_create_null_entry(void) {
   stop_serving();
 }
 
+/* ---- one inode, two io modes (kernel: ETXTBSY/EINVAL, i.e. EIO) ---- */
+
+/* A cached open is held; a passthrough open of the same inode would be
+ * ETXTBSY, so fpio must fall back instead, and passthrough returns once the
+ * cached open is gone. */
+static void test_cached_then_passthrough(void) {
+  if (serve(FPIO_SESSION_FALLBACK_CACHED) != 0) { check_failed_now++; stop_serving(); return; }
+  g.plan = PLAN_DECLINE;
+  CHECK_EQ(app(APP_RW_HOLD), 0);
+  CHECK_EQ(wait_opens(1), 0);
+  CHECK(fpio_iomode_is_cached(g.open_flags));
+  g.plan = PLAN_GOOD;
+  CHECK_EQ(app(APP_RW_HOLD), 0); /* not EIO */
+  CHECK_EQ(wait_opens(2), 0);
+  CHECK_EQ(g.open_ret, 0);
+  CHECK(!fpio_iomode_is_passthrough(g.open_flags));
+  CHECK_EQ(counter(FPIO_COUNTER_FALLBACK_CACHED_OPENS), 1);
+  CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 0);
+  CHECK_EQ(app(APP_CLOSE_ALL), 0);
+  CHECK_EQ(wait_releases(2), 0);
+  CHECK_EQ(app(APP_RW), 0);
+  CHECK_EQ(wait_opens(3), 0);
+  CHECK(fpio_iomode_is_passthrough(g.open_flags));
+  CHECK_EQ(counter(FPIO_COUNTER_OPENS_PASSTHROUGH), 1);
+  stop_serving();
+}
+
+/* A passthrough open is held; the server declines passthrough for a second
+ * open. A plain direct or cached reply would be EINVAL/ETXTBSY -> EIO, so fpio
+ * must still answer with the inode's backing id. */
+static void check_passthrough_then_declined(uint32_t session_flags) {
+  if (serve(session_flags) != 0) { check_failed_now++; stop_serving(); return; }
+  g.plan = PLAN_GOOD;
+  CHECK_EQ(app(APP_RW_HOLD), 0);
+  CHECK_EQ(wait_opens(1), 0);
+  CHECK(fpio_iomode_is_passthrough(g.open_flags));
+  g.plan = PLAN_DECLINE;
+  CHECK_EQ(app(APP_RW_HOLD), 0); /* not EIO */
+  CHECK_EQ(wait_opens(2), 0);
+  CHECK_EQ(g.open_ret, 0);
+  CHECK((g.open_flags & FPIO_FOPEN_PASSTHROUGH) != 0);
+  CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 1);
+  CHECK_EQ(counter(FPIO_COUNTER_BACKING_OPENED), 1);
+  CHECK_EQ(app(APP_CLOSE_ALL), 0);
+  CHECK_EQ(wait_releases(2), 0);
+  CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 0);
+  stop_serving();
+}
+
+static void test_passthrough_then_declined(void) { check_passthrough_then_declined(0); }
+static void test_passthrough_then_declined_cached_policy(void) {
+  check_passthrough_then_declined(FPIO_SESSION_FALLBACK_CACHED);
+}
+
 static int mounts_possible(void) {
   return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0;
 }
@@ -755,6 +809,12 @@ int main(void) {
   RUN_SERVED(test_open_other_backing_is_ebusy);
   RUN_SERVED(test_create_passthrough);
   RUN_SERVED(test_create_null_entry);
+  check_group_end();
+
+  check_group_begin("mode-conflicts");
+  RUN_SERVED(test_cached_then_passthrough);
+  RUN_SERVED(test_passthrough_then_declined);
+  RUN_SERVED(test_passthrough_then_declined_cached_policy);
   check_group_end();
 
   return check_finish();

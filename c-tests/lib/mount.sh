@@ -16,7 +16,8 @@
 
 set -euo pipefail
 
-FPIO_TEST_NAME=${FPIO_TEST_NAME:-$(basename "$0" .sh)}
+# The script name plus its scenario argument, e.g. "fallback-direct".
+FPIO_TEST_NAME=${FPIO_TEST_NAME:-$(basename "$0" .sh)${1:+-$1}}
 
 fpio_log() { printf '%s: %s\n' "$FPIO_TEST_NAME" "$*" >&2; }
 fail() {
