@@ -36,4 +36,7 @@ for f in suid sgid; do
   [ "$backing" = 777 ] || fail "$f: backing file kept mode $backing after an unprivileged write"
   [ "$mounted" = 777 ] || fail "$f: stat through the mount shows $mounted after an unprivileged write"
 done
+fpio_snapshot
+fpio_log "info: opens_passthrough=$(fpio_val opens_passthrough) req_write=$(fpio_val req_write)"
+
 fpio_unmount
