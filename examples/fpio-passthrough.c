@@ -11,7 +11,8 @@
  *   fpio_reply_create()  instead of fuse_reply_create()
  *   fpio_release()       in release, before closing the fd
  *   fpio_session_free()  at the end
- * and, only with --killpriv-v2, fpio_request_kills_suidgid() where set-uid bits may go.
+ * and fpio_request_kills_suidgid() in write, setattr and O_TRUNC opens, because the
+ * session negotiates KILLPRIV_V2 (no GETXATTR round trip per passthrough write).
  *
  * Modes: passthrough (default) hands each open's fd to the kernel, so reads and writes of
  * regular files never reach this process; direct and cached serve the I/O here with
@@ -321,16 +322,6 @@ static void *counters_thread(void *arg)
 
 /* ---- the filesystem ---- */
 
-static void fs_init(void *userdata, struct fuse_conn_info *conn)
-{
-	(void)userdata;
-	/* Passthrough writes never reach this server, so let the kernel clear set-uid bits
-	 * (a SETATTR before the write, which also updates its cached mode); with
-	 * HANDLE_KILLPRIV, which libfuse 3.14 asks for by default, it would leave that to us.
-	 * (--killpriv-v2 has fpio negotiate the V2 protocol instead.) */
-	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-}
-
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	counters_after_init();
@@ -395,7 +386,8 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
 		fuse_reply_err(req, errno);
 		return;
 	}
-	/* fpio: with --killpriv-v2 a truncate or chown by an unprivileged user says so here. */
+	/* fpio: with KILLPRIV_V2 the kernel asks us here to clear set-uid/set-gid after a
+	 * truncate or chown by an unprivileged user, or for a passthrough write. */
 	if (fpio_request_kills_suidgid())
 		kill_suid(ino, fi ? fd : in->fd);
 	fs_getattr(req, ino, fi);
@@ -537,7 +529,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	int fd = (int)fi->fh;
 	/* The kernel sends no SETATTR to clear set-uid before a direct-io write, and with
-	 * --killpriv-v2 it marks the request instead, so the server clears the bits. */
+	 * KILLPRIV_V2 it marks the request instead, so the server clears the bits. */
 	if (fuse_req_ctx(req)->uid != 0 || fpio_request_kills_suidgid())
 		kill_suid(ino, fd);
 	size_t done = 0;
@@ -710,7 +702,6 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
-	.init = fs_init,
 	.lookup = fs_lookup,
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
@@ -744,7 +735,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 /* ---- command line ---- */
 
 struct options {
-	int foreground, no_passthrough, killpriv_v2, clone_fd, help;
+	int foreground, no_passthrough, no_killpriv_v2, clone_fd, help;
 	unsigned int threads;
 	double timeout;
 	char *mode, *counters_file, *source, *mountpoint;
@@ -758,7 +749,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--mode=%s", mode, 0),
 	OPT("--threads=%u", threads, 0),
 	OPT("--no-passthrough", no_passthrough, 1),
-	OPT("--killpriv-v2", killpriv_v2, 1),
+	OPT("--no-killpriv-v2", no_killpriv_v2, 1),
 	OPT("--counters-file=%s", counters_file, 0),
 	OPT("--timeout=%lf", timeout, 0),
 	OPT("clone_fd", clone_fd, 1), /* -o clone_fd: one /dev/fuse fd per thread */
@@ -799,8 +790,8 @@ static void usage(FILE *f, const char *prog)
 		"                             bypassing / using the page cache\n"
 		"  --threads=N                N > 1: multi-threaded loop with up to N workers\n"
 		"  --no-passthrough           never negotiate passthrough (fpio falls back)\n"
-		"  --killpriv-v2              negotiate FUSE_HANDLE_KILLPRIV_V2 (no GETXATTR per\n"
-		"                             passthrough write; the server clears set-uid bits)\n"
+		"  --no-killpriv-v2           do not negotiate FUSE_HANDLE_KILLPRIV_V2 (then every\n"
+		"                             passthrough write costs a GETXATTR round trip)\n"
 		"  --counters-file=PATH       write fpio counters there at exit and on SIGUSR1\n"
 		"  --timeout=SEC              attribute and entry timeout (default 1.0)\n"
 		"  -o clone_fd                one /dev/fuse fd per thread\n"
@@ -910,7 +901,7 @@ int main(int argc, char *argv[])
 	/* fpio: attach to the mounted session (before its loop runs, so it sees INIT). */
 	uint32_t flags = (o.no_passthrough ? FPIO_SESSION_NO_PASSTHROUGH : 0) |
 			 (fs.mode == MODE_CACHED ? FPIO_SESSION_FALLBACK_CACHED : 0) |
-			 (o.killpriv_v2 ? FPIO_SESSION_KILLPRIV_V2 : 0);
+			 (o.no_killpriv_v2 ? 0 : FPIO_SESSION_KILLPRIV_V2);
 	int err = fpio_session_new(fs.se, flags, &fs.fpio);
 	if (err < 0) {
 		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s\n", strerror(-err));

@@ -99,6 +99,9 @@ pub fn negotiate(offer: Option<&InitOffer>, error: i32, reply: &[u8], policy: &P
         flags &= !init_flag::WRITEBACK_CACHE;
     }
     flags |= init_flag::INIT_EXT | init_flag::PASSTHROUGH;
+    // With FUSE_HANDLE_KILLPRIV (v1) the kernel leaves clearing set-uid on
+    // write to the server, which never sees passthrough writes.
+    flags &= !init_flag::HANDLE_KILLPRIV;
     if policy.killpriv_v2 && offer.flags & init_flag::HANDLE_KILLPRIV_V2 != 0 {
         flags |= init_flag::HANDLE_KILLPRIV_V2;
     }
@@ -180,6 +183,12 @@ mod tests {
         let k = init_flag::INIT_EXT | init_flag::PASSTHROUGH;
         let d = negotiate(Some(&offer(k)), 0, &reply(0), &want);
         assert_eq!(d.patched.unwrap().flags() & init_flag::HANDLE_KILLPRIV_V2, 0);
+    }
+
+    #[test]
+    fn killpriv_v1_is_never_left_on() {
+        let d = negotiate(Some(&offer(KERNEL)), 0, &reply(init_flag::HANDLE_KILLPRIV as u32), &POLICY);
+        assert_eq!(d.patched.unwrap().flags() & init_flag::HANDLE_KILLPRIV, 0);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod opcode {
 /// INIT flags (64-bit: `flags | flags2 << 32`).
 pub mod init_flag {
     pub(crate) const WRITEBACK_CACHE: u64 = 1 << 16;
+    pub(crate) const HANDLE_KILLPRIV: u64 = 1 << 19;
     pub(crate) const HANDLE_KILLPRIV_V2: u64 = 1 << 28;
     pub(crate) const INIT_EXT: u64 = 1 << 30;
     pub(crate) const PASSTHROUGH: u64 = 1 << 37;
@@ -28,6 +29,8 @@ pub mod kill_flag {
     pub(crate) const WRITE_KILL_SUIDGID: u32 = 1 << 2;
     /// `fuse_setattr_in.valid`
     pub(crate) const FATTR_KILL_SUIDGID: u32 = 1 << 11;
+    /// `fuse_setattr_in.valid` bits that name no attribute (FATTR_FH, FATTR_LOCKOWNER).
+    pub(crate) const FATTR_NOT_ATTRIBUTES: u32 = (1 << 6) | (1 << 9);
     /// `fuse_open_in.open_flags` (OPEN and CREATE)
     pub(crate) const OPEN_KILL_SUIDGID: u32 = 1 << 0;
 }
@@ -286,8 +289,12 @@ pub fn request_kills_suidgid(h: &InHeader, body: &[u8]) -> bool {
     match h.opcode {
         // fuse_write_in: fh u64, offset u64, size u32, write_flags u32
         opcode::WRITE => u32_at(body, 20).is_some_and(|f| f & kill_flag::WRITE_KILL_SUIDGID != 0),
-        // fuse_setattr_in: valid u32 first
-        opcode::SETATTR => u32_at(body, 0).is_some_and(|v| v & kill_flag::FATTR_KILL_SUIDGID != 0),
+        // fuse_setattr_in: valid u32 first. With KILLPRIV_V2 the kill that a
+        // passthrough write's file_remove_privs() asks for arrives as a
+        // SETATTR that sets nothing at all; chown(-1, -1) kills the bits too.
+        opcode::SETATTR => u32_at(body, 0).is_some_and(|v| {
+            v & kill_flag::FATTR_KILL_SUIDGID != 0 || v & !kill_flag::FATTR_NOT_ATTRIBUTES == 0
+        }),
         // fuse_open_in / fuse_create_in: flags u32, open_flags u32 (7.33+)
         opcode::OPEN | opcode::CREATE => {
             u32_at(body, 4).is_some_and(|f| f & kill_flag::OPEN_KILL_SUIDGID != 0)
@@ -393,5 +400,12 @@ mod tests {
         assert!(!request_kills_suidgid(&h, &w[..10]));
         let h = InHeader::parse(&in_header(opcode::READ, 1, 0)).unwrap();
         assert!(!request_kills_suidgid(&h, &w));
+        let h = InHeader::parse(&in_header(opcode::SETATTR, 1, 0)).unwrap();
+        let setattr = |valid: u32| valid.to_ne_bytes().to_vec();
+        assert!(request_kills_suidgid(&h, &setattr(kill_flag::FATTR_KILL_SUIDGID | 8)));
+        assert!(request_kills_suidgid(&h, &setattr(0)));
+        assert!(request_kills_suidgid(&h, &setattr(1 << 6)));
+        assert!(!request_kills_suidgid(&h, &setattr(1)), "a chmod is not a kill");
+        assert!(!request_kills_suidgid(&h, &[]));
     }
 }

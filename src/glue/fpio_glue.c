@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -97,6 +99,27 @@ int fpioglue_session_fd(struct fuse_session *se)
 	return fuse_session_fd(se);
 }
 
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+/* libfuse 3.17 clones channels (-o clone_fd) only through the custom io's
+ * own callback; without one it silently runs all workers on one fd. */
+static int glue_clone_fd(int master_fd)
+{
+	uint32_t master = (uint32_t)master_fd;
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	/* FUSE_DEV_IOC_CLONE = _IOR(229, 0, uint32_t) */
+	if (ioctl(fd, _IOR(229, 0, uint32_t), &master) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+#endif
+
 int fpioglue_install_io(struct fuse_session *se, fpioglue_on_read_fn rd, fpioglue_on_writev_fn wv,
 			fpioglue_after_write_fn aw)
 {
@@ -114,7 +137,12 @@ int fpioglue_install_io(struct fuse_session *se, fpioglue_on_read_fn rd, fpioglu
 	memset(&io, 0, sizeof(io));
 	io.read = glue_read;
 	io.writev = glue_writev;
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+	io.clone_fd = glue_clone_fd;
+	return fuse_session_custom_io_317(se, &io, sizeof(io), fd);
+#else
 	return fuse_session_custom_io(se, &io, fd);
+#endif
 }
 
 void fpioglue_read_fi(const struct fuse_file_info *fi, struct fpioglue_fi *out)
