@@ -27,9 +27,6 @@ mkdir -p "$CACHE/build" "$CACHE/images"
 
 log() { echo "build-kernels: $*" >&2; }
 
-exec 9>"$CACHE/build/.lock"
-flock 9
-
 SRC=$("$HERE/fetch-source.sh")
 VER=$(cat "$SRC/.fpio-debian-version")
 
@@ -105,6 +102,15 @@ build_one() { # flavor
 		ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
 		return
 	fi
+	# one build at a time (the check above needs no lock: images appear atomically)
+	exec 9>"$CACHE/build/.lock"
+	flock 9
+	if [[ -f $img ]]; then
+		log "$flavor: cached ($img)"
+		ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
+		exec 9>&-
+		return
+	fi
 	start=$(date +%s)
 	tree=$(prepare_source "$flavor" "$key")
 	out="$CACHE/build/$flavor"
@@ -141,6 +147,7 @@ build_one() { # flavor
 	mv "$img.tmp" "$img"
 	ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
 	log "$flavor: built in $(( $(date +%s) - start ))s: $img"
+	exec 9>&-
 }
 
 case $WHICH in

@@ -42,6 +42,7 @@ fi
 
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/fpio-initramfs.XXXXXX")
 trap 'rm -rf "$ROOT"' EXIT
+chmod 755 "$ROOT" # it becomes "/": mktemp made it 0700, and non-root users must traverse it
 mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,mnt,test,etc,lib,lib64}
 
 # Copy a file to the same path (or DEST) inside the initramfs, with its libraries.

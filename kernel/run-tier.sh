@@ -79,6 +79,13 @@ if [[ -x $BUILD/examples/fpio-passthrough && -x $BUILD/c-tests/pwriters ]]; then
 		"$(command -v bash)=/bin/bash"
 		"$(command -v setpriv)=/usr/bin/setpriv"
 		"$(command -v fusermount3)=/usr/bin/fusermount3")
+	# the mount tests are written for GNU tools (rm --one-file-system, stat -f -c %T, ...)
+	for t in rm stat mktemp chmod chown dd cmp head tail sort seq id cat cp mv mkdir \
+		ls ln touch truncate tr cut wc env timeout sync readlink realpath basename \
+		dirname mountpoint sha256sum od uniq; do
+		p=$(command -v "$t" || true)
+		[[ -n $p && $(readlink -f "$p") != */busybox ]] && files+=("$p=/usr/bin/$t")
+	done
 else
 	log "fpio not built in $BUILD: VM suite runs the probe checks only"
 fi

@@ -117,7 +117,10 @@ if [ -z "${FPIO_FLAVOR_OVERRIDE:-}" ] && [ -b /dev/vda ] && ! grep -q '^/dev/vda
 		if [ "$BENCH" = 1 ] && [ -x /test/bench.sh ]; then
 			/test/bench.sh /mnt/ext4 || notok "benchmark ran"
 		fi
-		umount /mnt/ext4 || notok "umount ext4"
+		# fpio's mount tests want a backing dir on ext4 under /var/tmp
+		mkdir -p /mnt/ext4/vartmp /var/tmp
+		chmod 1777 /mnt/ext4/vartmp
+		mount --bind /mnt/ext4/vartmp /var/tmp && VARTMP_BOUND=1
 	else
 		notok "mount ext4 on /dev/vda"
 	fi
@@ -135,5 +138,11 @@ if [ -d /test/extra.d ]; then
 fi
 
 stop_all
+if [ -n "${VARTMP_BOUND:-}" ]; then
+	umount /var/tmp || notok "umount /var/tmp"
+fi
+if grep -q " /mnt/ext4 " /proc/mounts; then
+	umount /mnt/ext4 || notok "umount ext4"
+fi
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]
