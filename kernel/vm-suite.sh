@@ -98,6 +98,17 @@ fi
 # the overlap is reproducible, not a one-off
 check "probe: O_DIRECT overwrites again ($EXPECT_ODIRECT)" probe odirect-again /tmp/pt/data odirect $EXPECT_ODIRECT
 
+# the same probe with fpio's example server as the passthrough server: an fpio server
+# gets the parallel path on the patched kernel with no extra work
+if [ -x /bin/fpio-passthrough ]; then
+	start_fs /tmp/fpio-pt fpio-passthrough -f /tmp/inner /tmp/fpio-pt || exit 1
+	check "probe: fpio-passthrough O_DIRECT overwrites ($EXPECT_ODIRECT)" \
+		probe fpio-odirect /tmp/fpio-pt/data odirect $EXPECT_ODIRECT
+	check "probe: fpio-passthrough buffered overwrites stay serialized" \
+		probe fpio-buffered /tmp/fpio-pt/data buffered serialized
+	umount /tmp/fpio-pt
+fi
+
 echo "# integrity on the stacked mount"
 check "integrity: 8 parallel O_DIRECT overwriters, backing on FUSE" \
 	fpio-probe integrity /tmp/pt/data --writers 8 --blocks 64 --rounds 8
