@@ -56,7 +56,9 @@ impl BackingDevice for Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        sys::close(self.fd);
+        if self.fd >= 0 {
+            sys::close(self.fd);
+        }
     }
 }
 
@@ -117,9 +119,19 @@ impl Session {
             return Err(NewError::NotMounted);
         }
         let dev_fd = sys::dup_cloexec(main_fd).map_err(NewError::Io)?;
+        let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags));
+        let rc = glue::install_io(se, hook_read, hook_writev, hook_after_write);
+        if rc < 0 {
+            return Err(NewError::Io(-rc));
+        }
+        table.push(session.clone());
+        Ok(session)
+    }
+
+    fn new(se: usize, main_fd: RawFd, dev_fd: RawFd, flags: SessionFlags) -> Session {
         let faults = Faults::from_env();
-        let session = Arc::new(Session {
-            se: se as usize,
+        Session {
+            se,
             main_fd,
             dev_fd,
             userdata: AtomicUsize::new(0),
@@ -133,13 +145,27 @@ impl Session {
             faults: faults.clone(),
             counters: Counters::default(),
             registry: Registry::new(Box::new(Device { fd: dev_fd, faults })),
-        });
-        let rc = glue::install_io(se, hook_read, hook_writev, hook_after_write);
-        if rc < 0 {
-            return Err(NewError::Io(-rc));
         }
-        table.push(session.clone());
-        Ok(session)
+    }
+
+    /// A session attached to nothing (no libfuse session, no device: every
+    /// registration fails with EBADF), for tests and fuzzing of the request
+    /// and reply bookkeeping. Not part of the C API.
+    #[doc(hidden)]
+    pub fn unattached(flags: SessionFlags) -> Session {
+        Session::new(0, -1, -1, flags)
+    }
+
+    /// What the read wrapper does with one request (tests and fuzzing).
+    #[doc(hidden)]
+    pub fn inspect_request(&self, buf: &[u8]) {
+        self.on_request(buf)
+    }
+
+    /// What the writev wrapper does with one reply (tests and fuzzing).
+    #[doc(hidden)]
+    pub fn inspect_reply(&self, parts: &[&[u8]]) -> Option<Vec<u8>> {
+        self.patch_init_reply(parts)
     }
 
     /// Detaches: the io wrappers turn into plain read/writev for this
@@ -363,6 +389,13 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // An INIT seen but never answered must not keep every reply on the slow path.
+        self.init_pending_done();
+    }
+}
+
 /// The file handle under which low-level references are recorded.
 const MANUAL_FH: u64 = u64::MAX;
 
@@ -469,4 +502,100 @@ unsafe extern "C" fn hook_after_write(fd: c_int, userdata: *mut c_void, res: isi
             s.init_reply_sent(res);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::init_flag;
+
+    fn request(opcode: u32, unique: u64, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; IN_HEADER_LEN];
+        b[0..4].copy_from_slice(&((IN_HEADER_LEN + body.len()) as u32).to_ne_bytes());
+        b[4..8].copy_from_slice(&opcode.to_ne_bytes());
+        b[8..16].copy_from_slice(&unique.to_ne_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn init_body(major: u32, minor: u32, flags: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[0..4].copy_from_slice(&major.to_ne_bytes());
+        b[4..8].copy_from_slice(&minor.to_ne_bytes());
+        b[12..16].copy_from_slice(&((flags as u32) | init_flag::INIT_EXT as u32).to_ne_bytes());
+        b[16..20].copy_from_slice(&((flags >> 32) as u32).to_ne_bytes());
+        b
+    }
+
+    fn out(unique: u64, error: i32, body_len: usize) -> Vec<u8> {
+        OutHeader { len: (OUT_HEADER_LEN + body_len) as u32, error, unique }.encode().to_vec()
+    }
+
+    #[test]
+    fn unknown_opcodes_and_other_replies_pass_untouched() {
+        let s = Session::unattached(SessionFlags::empty());
+        s.inspect_request(&request(9999, 5, &[1, 2, 3]));
+        s.inspect_request(&request(opcode::READ, 6, &[0; 40]));
+        assert_eq!(s.counters.get(Counter::ReqTotal), 2);
+        assert_eq!(s.counters.get(Counter::ReqRead), 1);
+        assert_eq!(s.inspect_reply(&[&out(5, 0, 3), &[1, 2, 3]]), None);
+        assert_eq!(s.status(), Status::Pending);
+    }
+
+    #[test]
+    fn truncated_requests_are_ignored() {
+        let s = Session::unattached(SessionFlags::empty());
+        let r = request(opcode::INIT, 1, &init_body(7, 45, init_flag::PASSTHROUGH));
+        for n in 0..IN_HEADER_LEN {
+            s.inspect_request(&r[..n]);
+        }
+        assert_eq!(s.counters.get(Counter::ReqTotal), 0);
+        // A header with a cut INIT body: recorded as INIT, no usable offer.
+        s.inspect_request(&r[..IN_HEADER_LEN + 4]);
+        assert_eq!(s.offer(), None);
+        let reply = init_body(7, 31, 0);
+        assert_eq!(s.inspect_reply(&[&out(1, 0, reply.len()), &reply]), None);
+        assert_eq!(s.status(), Status::NotNegotiated);
+    }
+
+    #[test]
+    fn init_reply_is_patched_once_and_only_for_its_unique() {
+        let s = Session::unattached(SessionFlags::empty());
+        s.inspect_request(&request(opcode::INIT, 42, &init_body(7, 45, init_flag::PASSTHROUGH)));
+        let reply = init_body(7, 31, 0);
+        assert_eq!(s.inspect_reply(&[&out(41, 0, reply.len()), &reply]), None);
+        // The server's reply split over several iovecs, as libfuse may send it.
+        let msg = s.inspect_reply(&[&out(42, 0, reply.len()), &reply[..10], &reply[10..]]).unwrap();
+        let h = OutHeader::parse(&msg).unwrap();
+        assert_eq!((h.unique, h.len as usize), (42, msg.len()));
+        let patched = proto::InitReply::parse(&msg[OUT_HEADER_LEN..]).unwrap();
+        assert_ne!(patched.flags() & init_flag::PASSTHROUGH, 0);
+        assert_eq!(s.inspect_reply(&[&out(42, 0, reply.len()), &reply]), None, "only once");
+    }
+
+    #[test]
+    fn odd_versions_and_oversized_replies() {
+        let s = Session::unattached(SessionFlags::empty());
+        s.inspect_request(&request(opcode::INIT, 1, &init_body(8, 0, init_flag::PASSTHROUGH)));
+        let reply = init_body(8, 0, 0);
+        // A major-version probe reply is left alone.
+        assert_eq!(s.inspect_reply(&[&out(1, 0, reply.len()), &reply]), None);
+        let s = Session::unattached(SessionFlags::empty());
+        s.inspect_request(&request(opcode::INIT, 2, &init_body(7, 45, init_flag::PASSTHROUGH)));
+        let mut big = init_body(7, 31, 0);
+        big.resize(4096, 0xff);
+        assert_eq!(s.inspect_reply(&[&out(2, 0, big.len()), &big]), None);
+        assert_eq!(s.status(), Status::NotNegotiated);
+    }
+
+    #[test]
+    fn kill_marker_follows_the_last_request_on_this_thread() {
+        let s = Session::unattached(SessionFlags::empty());
+        let mut w = vec![0u8; 40];
+        w[20..24].copy_from_slice(&proto::kill_flag::WRITE_KILL_SUIDGID.to_ne_bytes());
+        s.inspect_request(&request(opcode::WRITE, 1, &w));
+        assert!(current_request_kills_suidgid());
+        s.inspect_request(&request(opcode::READ, 2, &[0; 40]));
+        assert!(!current_request_kills_suidgid());
+    }
 }
