@@ -143,13 +143,12 @@ trap fpio_cleanup EXIT
 FPIO_TMP=$(mktemp -d /tmp/fpio-mt.XXXXXX)
 chmod 755 "$FPIO_TMP"
 
-# A temp dir on another file system (e.g. /var/tmp, the ext4 root).
+# fpio_tmpdir_on BASE: a temp dir on another file system (e.g. /var/tmp, the
+# ext4 root), in FPIO_DIR. Not for $(...): the trap must learn of the dir.
 fpio_tmpdir_on() {
-  local d
-  d=$(mktemp -d "$1/fpio-mt.XXXXXX")
-  chmod 755 "$d"
-  fpio_extra_dirs+=("$d")
-  echo "$d"
+  FPIO_DIR=$(mktemp -d "$1/fpio-mt.XXXXXX")
+  fpio_extra_dirs+=("$FPIO_DIR")
+  chmod 755 "$FPIO_DIR"
 }
 
 # fpio_tmpfs DIR: a private tmpfs under FPIO_TMP (unmounted by

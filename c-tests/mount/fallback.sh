@@ -44,7 +44,8 @@ check_counters
 fpio_unmount
 fpio_tmpfs_umount "$FPIO_TMP/tmpfs"
 
-ext4=$(fpio_tmpdir_on /var/tmp)
+fpio_tmpdir_on /var/tmp
+ext4=$FPIO_DIR
 fpio_mount "$ext4" "$FPIO_TMP/mnt" "${opts[@]}" --threads=4
 wl_pwriters --direct
 check_counters

@@ -25,6 +25,7 @@ fpio_tmpfs "$FPIO_TMP/tmpfs"
 run_case "$FPIO_TMP/tmpfs"
 fpio_tmpfs_umount "$FPIO_TMP/tmpfs"
 
-ext4=$(fpio_tmpdir_on /var/tmp)
+fpio_tmpdir_on /var/tmp
+ext4=$FPIO_DIR
 [ "$(stat -f -c %T "$ext4")" = ext2/ext3 ] || fail "$ext4 is not on ext4 ($(stat -f -c %T "$ext4"))"
 run_case "$ext4" --direct
