@@ -19,22 +19,27 @@ export PKG_CONFIG_PATH="$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 libdir=$(pkg-config --variable=libdir fpio)
 want=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 src="$root/scripts/consumer/main.c"
+# A sanitized build's library needs the sanitizer runtime loaded first.
+sanitize=$(meson introspect "$build" --buildoptions | python3 -c \
+  'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="b_sanitize"))')
+san_flags=()
+[ "$sanitize" = none ] || san_flags=("-fsanitize=$sanitize")
 
 # shellcheck disable=SC2046
-cc -std=c11 -Wall -Wextra -Werror -o "$tmp/shared" "$src" $(pkg-config --cflags --libs fpio)
+cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -o "$tmp/shared" "$src" $(pkg-config --cflags --libs fpio)
 got=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" "$tmp/shared")
 [ "$got" = "$want" ] || { echo "pkg-config consumer printed '$got', want '$want'" >&2; exit 1; }
 ldd_out=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" ldd "$tmp/shared")
 grep -q "libfpio.so.0 => $libdir" <<<"$ldd_out" || { echo "consumer did not load the installed libfpio.so.0" >&2; exit 1; }
 
 # shellcheck disable=SC2046
-cc -std=c11 -Wall -Wextra -Werror -o "$tmp/static" "$src" $(pkg-config --cflags fpio) \
+cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -o "$tmp/static" "$src" $(pkg-config --cflags fpio) \
   "$libdir/libfpio.a" $(pkg-config --static --libs-only-l fpio | sed 's/-lfpio//')
 got=$("$tmp/static")
 [ "$got" = "$want" ] || { echo "static consumer printed '$got'" >&2; exit 1; }
 if ldd "$tmp/static" | grep -q libfpio; then echo "static consumer links libfpio.so" >&2; exit 1; fi
 
-meson setup "$tmp/mbuild" "$root/scripts/consumer" >/dev/null
+meson setup "$tmp/mbuild" "$root/scripts/consumer" -Db_sanitize="$sanitize" -Db_lundef=false >/dev/null
 ninja -C "$tmp/mbuild" >/dev/null
 got=$(LD_LIBRARY_PATH="$libdir:${LD_LIBRARY_PATH:-}" "$tmp/mbuild/consumer")
 [ "$got" = "$want" ] || { echo "meson consumer printed '$got'" >&2; exit 1; }

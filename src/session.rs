@@ -111,13 +111,20 @@ impl Session {
     /// `se` must be a live libfuse session.
     pub unsafe fn attach(se: *mut fuse_session, flags: SessionFlags) -> Result<Arc<Session>, NewError> {
         let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
-        if table.iter().any(|s| s.se == se as usize) {
-            return Err(NewError::AlreadyAttached);
-        }
         let main_fd = glue::session_fd(se);
         if main_fd < 0 {
             return Err(NewError::NotMounted);
         }
+        if table.iter().any(|s| s.se == se as usize && s.main_fd == main_fd) {
+            return Err(NewError::AlreadyAttached);
+        }
+        // An entry with this session's address or fd but not both belongs to
+        // a libfuse session that was destroyed without fpio_session_free():
+        // its fd number or its memory has been reused. Retire it so it cannot
+        // capture this session's requests.
+        let (stale, kept): (Vec<_>, Vec<_>) =
+            table.drain(..).partition(|s| s.se == se as usize || s.main_fd == main_fd);
+        *table = kept;
         let dev_fd = sys::dup_cloexec(main_fd).map_err(NewError::Io)?;
         let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags));
         let rc = glue::install_io(se, hook_read, hook_writev, hook_after_write);
@@ -125,6 +132,10 @@ impl Session {
             return Err(NewError::Io(-rc));
         }
         table.push(session.clone());
+        drop(table);
+        for s in stale {
+            s.registry.clear(&s.counters);
+        }
         Ok(session)
     }
 
