@@ -34,7 +34,7 @@ grep -q "libfpio.so.0 => $libdir" <<<"$ldd_out" || { echo "consumer did not load
 
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -o "$tmp/static" "$src" $(pkg-config --cflags fpio) \
-  "$libdir/libfpio.a" $(pkg-config --static --libs-only-l fpio | sed 's/-lfpio//')
+  "$libdir/libfpio.a" $(pkg-config --static --libs fpio | sed 's/-lfpio\b//')
 got=$("$tmp/static")
 [ "$got" = "$want" ] || { echo "static consumer printed '$got'" >&2; exit 1; }
 if ldd "$tmp/static" | grep -q libfpio; then echo "static consumer links libfpio.so" >&2; exit 1; fi
