@@ -4,7 +4,7 @@
  *       N threads for S seconds: random open/close/read/write/ftruncate/truncate/
  *       unlink/rename/chmod/fsync on DIR/f0..f<F-1>. ENOENT from a path operation
  *       is expected (another thread unlinked or renamed the name away); any other
- *       failure, EIO above all, is counted as unexpected.
+ *       failure, EIO above all, is counted as unexpected. --allow-eintr as below.
  *   relstorm opens [--threads N] [--seconds S] [--files F] [--allow-eintr] DIR
  *       open/pread/[pwrite]/close round trips on the existing DIR/f0..f<F-1>; every
  *       read is compared with the file's first 4 KiB read at start, writes put the
@@ -85,6 +85,8 @@ static void path_result(enum op op, int rc, int f) {
   if (rc == 0) return;
   if (errno == ENOENT)
     atomic_fetch_add(&enoent_count, 1);
+  else if (errno == EINTR && allow_eintr && op == OP_OPEN)
+    atomic_fetch_add(&eintr_count, 1);
   else
     unexpected_err(op_names[op], f, errno);
 }

@@ -44,14 +44,15 @@ rel_no_leaks() {
   rel_settle_fds "$1"
 }
 
-# rel_same_tree: every regular file reads the same through the mount (after
-# dropping caches) as on the backing dir.
+# rel_same_tree [WRAPPER...]: every regular file reads the same through the
+# mount (after dropping caches) as on the backing dir; cmp runs under WRAPPER
+# (e.g. a retry of interrupted opens).
 rel_same_tree() {
   local f n=0
   fpio_drop_caches
   for f in "$FPIO_SOURCE"/*; do
     [ -f "$f" ] || continue
-    cmp "$f" "$FPIO_MNT/${f##*/}" || fail "${f##*/} differs between mount and backing dir"
+    "$@" cmp "$f" "$FPIO_MNT/${f##*/}" || fail "${f##*/} differs between mount and backing dir"
     n=$((n + 1))
   done
   fpio_log "ok: $n files identical through the mount and on the backing dir"
