@@ -131,9 +131,25 @@ if [[ $BENCH == 1 && $fail == 0 ]]; then
 		log "benchmark table: $HERE/results/latest.md"
 fi
 
+# one closing line over both VMs: the suites' own counts plus the two probe assertions
+np=0 nf=0
+for f in stock patched; do
+	[[ -f $OUT/console-$f.log ]] || continue
+	[[ $f == stock && -z $STOCK ]] && continue
+	[[ $f == patched && -z $PATCHED ]] && continue
+	line=$(tr -d '\r' <"$OUT/console-$f.log" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -n1 || true)
+	if [[ -n $line ]]; then
+		np=$((np + $(cut -d' ' -f1 <<<"$line")))
+		nf=$((nf + $(cut -d' ' -f3 <<<"$line")))
+	else
+		nf=$((nf + 1)) # the suite never finished
+	fi
+done
 if [[ $fail == 0 ]]; then
 	log "PASS (kernel tier)"
 else
 	log "FAIL (kernel tier)"
+	[[ $nf == 0 ]] && nf=1
 fi
+echo "kernel tier: $np passed, $nf failed"
 exit $fail
