@@ -29,22 +29,35 @@ out.append("fio 4 KiB random O_DIRECT overwrites (psync, one preallocated 64 MiB
            "on virtio-blk), qemu TCG `-cpu max -smp 2` (2 sockets). `passthrough` is the probe's raw "
            "passthrough server (ptfs, FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES, "
            "KILLPRIV_V2) with that ext4 file as backing file. Median IOPS of the repetitions; "
-           "CPU = fio usr+sys %. These are emulated-CPU figures: compare ratios, not absolutes.\n")
-out.append("| kernel | jobs | ext4 IOPS | passthrough IOPS | passthrough / ext4 | reps | CPU% ext4 / pt |")
-out.append("|---|---:|---:|---:|---:|---:|---:|")
+           "`fpio-passthrough` is fpio's example server mirroring the ext4 directory (it opens backing files without O_DIRECT, so on 6.12 its synchronous passthrough writes are buffered writes on ext4). CPU = fio usr+sys %. These are emulated-CPU figures: compare ratios, not absolutes.\n")
+has_fpio = any(k[1] == "fpio" for k in med)
+hdr = "| kernel | jobs | ext4 IOPS | ptfs IOPS | ptfs / ext4 |"
+sep = "|---|---:|---:|---:|---:|"
+if has_fpio:
+    hdr += " fpio-passthrough IOPS | fpio / ext4 |"
+    sep += "---:|---:|"
+out.append(hdr + " reps | CPU% ext4 / ptfs |")
+out.append(sep + "---:|---:|")
 for flavor in ("stock", "patched"):
     for jobs in (1, 2, 4):
         e, p = med.get((flavor, "ext4", jobs)), med.get((flavor, "passthrough", jobs))
         if e is None or p is None:
             continue
-        out.append(f"| {flavor} | {jobs} | {e:.0f} | {p:.0f} | {p/e:.2f} | {n[(flavor,'ext4',jobs)]} | "
-                   f"{cpu[(flavor,'ext4',jobs)]:.0f} / {cpu[(flavor,'passthrough',jobs)]:.0f} |")
+        row = f"| {flavor} | {jobs} | {e:.0f} | {p:.0f} | {p/e:.2f} |"
+        if has_fpio:
+            f = med.get((flavor, "fpio", jobs))
+            row += f" {f:.0f} | {f/e:.2f} |" if f else " - | - |"
+        row += (f" {n[(flavor,'ext4',jobs)]} | "
+                f"{cpu[(flavor,'ext4',jobs)]:.0f} / {cpu[(flavor,'passthrough',jobs)]:.0f} |")
+        out.append(row)
 out.append("")
-out.append("| jobs | passthrough IOPS patched / stock |")
-out.append("|---:|---:|")
+out.append("| jobs | ptfs IOPS patched / stock | fpio-passthrough IOPS patched / stock |")
+out.append("|---:|---:|---:|")
 for jobs in (1, 2, 4):
     s, pa = med.get(("stock", "passthrough", jobs)), med.get(("patched", "passthrough", jobs))
+    fs_, fp = med.get(("stock", "fpio", jobs)), med.get(("patched", "fpio", jobs))
     if s and pa:
-        out.append(f"| {jobs} | {pa/s:.2f} |")
+        fr = f"{fp/fs_:.2f}" if fs_ and fp else "-"
+        out.append(f"| {jobs} | {pa/s:.2f} | {fr} |")
 print("\n".join(out))
 PY

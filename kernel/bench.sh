@@ -3,9 +3,10 @@
 # Benchmark, run INSIDE the VM by vm-suite.sh when fpio.bench=1 is on the command line.
 #   bench.sh EXT4_MOUNTPOINT
 # fio 4 KiB random O_DIRECT overwrites (psync) of one preallocated 64 MiB file,
-# numjobs 1/2/4, on plain ext4 and through a passthrough FUSE mount (ptfs) whose
-# backing file is that ext4 file. Repeated REPS times, interleaved. One line each:
-#   BENCH flavor=F target=ext4|passthrough jobs=N rep=R iops=X usr=U sys=S
+# numjobs 1/2/4, on plain ext4, through a passthrough FUSE mount (ptfs) whose
+# backing file is that ext4 file, and through fpio's example server (fpio-passthrough,
+# mirroring the ext4 directory) when it is in the initramfs. Repeated REPS times, interleaved. One line each:
+#   BENCH flavor=F target=ext4|passthrough|fpio jobs=N rep=R iops=X usr=U sys=S
 # (usr/sys: fio's CPU percentages; figures are from an emulated CPU, TCG).
 M=$1
 REPS=${FPIO_BENCH_REPS:-3}
@@ -20,13 +21,26 @@ i=0
 while ! grep -q " /tmp/bpt fuse" /proc/mounts; do
 	i=$((i + 1)); [ $i -gt 100 ] && exit 1; sleep 0.1
 done
+targets="ext4 passthrough"
+# fpio's example server mirroring the ext4 directory, when it is in the initramfs
+if [ -x /bin/fpio-passthrough ]; then
+	mkdir -p /tmp/bfp
+	fpio-passthrough -f "$M" /tmp/bfp &
+	FP=$!
+	i=0
+	while ! grep -q " /tmp/bfp fuse" /proc/mounts; do
+		i=$((i + 1)); [ $i -gt 100 ] && exit 1; sleep 0.1
+	done
+	targets="$targets fpio"
+fi
 rc=0
 rep=1
 while [ $rep -le "$REPS" ]; do
 	for jobs in 1 2 4; do
-		for target in ext4 passthrough; do
+		for target in $targets; do
 			file=$F
 			[ $target = passthrough ] && file=/tmp/bpt/data
+			[ $target = fpio ] && file=/tmp/bfp/bench.dat
 			line=$(fio --name=b --filename=$file --rw=randwrite --bs=4k --direct=1 \
 				--ioengine=psync --numjobs=$jobs --thread --size=64M \
 				--runtime=$RUNTIME --time_based --group_reporting --minimal 2>/dev/null)
@@ -45,5 +59,9 @@ while [ $rep -le "$REPS" ]; do
 done
 umount /tmp/bpt
 wait $PT
+if [ -n "${FP:-}" ]; then
+	umount /tmp/bfp
+	wait $FP
+fi
 rm -f $F
 exit $rc
