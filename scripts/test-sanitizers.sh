@@ -59,7 +59,7 @@ run_phase() {
   # with test names given in the same run); their logs are concatenated.
   local sels one log=$dir/all-results.json
   : >"$log"
-  IFS=';' read -r -a sels <<<"$sel"
+  IFS=';' read -r -a sels <<<"${sel//$'\n'/ }"
   for one in "${sels[@]}"; do
     # shellcheck disable=SC2086
     meson test -C "$dir" --print-errorlogs --num-processes 1 $one || rc=$?
