@@ -9,7 +9,8 @@
 #   BENCH flavor=F target=ext4|passthrough|fpio jobs=N rep=R iops=X usr=U sys=S
 # (usr/sys: fio's CPU percentages; figures are from an emulated CPU, TCG).
 M=$1
-REPS=${FPIO_BENCH_REPS:-3}
+REPS=$(sed -n 's/.*fpio\.bench_reps=\([0-9]*\).*/\1/p' /proc/cmdline)
+REPS=${REPS:-${FPIO_BENCH_REPS:-3}}
 RUNTIME=${FPIO_BENCH_RUNTIME:-5}
 FLAVOR=${FPIO_FLAVOR:-unknown}
 F=$M/bench.dat

@@ -16,6 +16,7 @@
 #
 #   FPIO_KERNEL_CACHE  cache root outside the clone (default /var/cache/fpio/kernel)
 #   FPIO_TIER_OUT      logs and initramfs (default $FPIO_KERNEL_CACHE/run)
+#   FPIO_BENCH_REPS    benchmark repetitions per point (default 3; medians are reported)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -101,7 +102,7 @@ run_flavor() { # flavor kernel
 	rm -f "$disk"
 	truncate -s 1G "$disk"
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$disk"
-	[[ $BENCH == 1 ]] && append="$append fpio.bench=1"
+	[[ $BENCH == 1 ]] && append="$append fpio.bench=1 fpio.bench_reps=${FPIO_BENCH_REPS:-3}"
 	log "VM: $flavor kernel (console: $OUT/console-$flavor.log)"
 	local s=$(date +%s) rc=0
 	"$HERE/run-vm.sh" "$kernel" "$OUT/initramfs.cpio.gz" --append "$append" \
