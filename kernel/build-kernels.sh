@@ -7,7 +7,7 @@
 #
 # Images are cached outside the clone, keyed by a hash of what goes into them:
 #   stock:   source version + config fragment
-#   patched: source version + config fragment + kernel/patches/*.patch
+#   patched: source version + config fragment + the diffs in kernel/patches/*.patch
 # A second run with nothing changed is a no-op. On success the last lines on stdout are
 #   stock=/path/to/bzImage
 #   patched=/path/to/bzImage
@@ -30,13 +30,20 @@ log() { echo "build-kernels: $*" >&2; }
 SRC=$("$HERE/fetch-source.sh")
 VER=$(cat "$SRC/.fpio-debian-version")
 
+# The code part of a git format-patch file: from the first "diff --git" to the
+# signature ("-- "), without format-patch's base-commit trailer.
+patch_code() {
+	awk '/^diff --git /{d=1} /^-- $/{d=0} d && !/^base-commit: /' "$1"
+}
+
 key_of() { # flavor
 	{
 		echo "fpio-kernel-key-v1 $1 $VER"
 		sha256sum <"$FRAG"
 		if [[ $1 == patched ]]; then
+			# only the diffs count: rewording a commit message rebuilds nothing
 			for p in "$HERE"/patches/*.patch; do
-				echo "$(basename "$p") $(sha256sum <"$p")"
+				echo "$(basename "$p") $(patch_code "$p" | sha256sum)"
 			done
 		fi
 	} | sha256sum | cut -c1-16
