@@ -80,6 +80,9 @@ check "probe: O_APPEND writes stay serialized" probe append /tmp/pt/data append 
 check "probe: extending writes stay serialized" probe extend /tmp/pt-ext/data extend serialized
 check "probe: no KILLPRIV_V2 (no S_NOSEC) stays serialized" probe nokillpriv /tmp/pt-nokp/data odirect serialized
 check "probe: no FOPEN_PARALLEL_DIRECT_WRITES stays serialized" probe noparallel /tmp/pt-nopar/data odirect serialized
+# a stat() after a write refreshes the attributes and fuse clears S_NOSEC: the next
+# writes must not take the shared lock until a write has run file_remove_privs() again
+check "probe: O_DIRECT right after stat() (S_NOSEC cleared) stays serialized" probe odirect-stat /tmp/pt/data odirect-stat serialized
 # fpio's effective-flags function must predict this kernel: the legacy rule (every
 # released kernel) drops PARALLEL_DIRECT_WRITES from a passthrough open, the series
 # rule (these patches) keeps it; kept <=> the probe saw overlap.

@@ -9,6 +9,8 @@
  *       the second arrives (or MS ms, default 3000). Prints
  *         probe[KIND]: max concurrent writes in flight = N (overlap|serialized)
  *       KIND: odirect   O_DIRECT overwrites inside EOF
+ *             odirect-stat  like odirect, with a stat() between the warm-up write
+ *                       and the measured writes (clears S_NOSEC: see below)
  *             buffered  buffered overwrites inside EOF
  *             append    O_DIRECT|O_APPEND writes
  *             extend    O_DIRECT writes at/after the size the mount reports
@@ -137,7 +139,7 @@ static int cmd_overlap(int argc, char **argv)
 		}
 	}
 
-	if (!strcmp(kind, "odirect")) {
+	if (!strcmp(kind, "odirect") || !strcmp(kind, "odirect-stat")) {
 		flags |= O_DIRECT;
 	} else if (!strcmp(kind, "buffered")) {
 	} else if (!strcmp(kind, "append")) {
@@ -183,6 +185,11 @@ static int cmd_overlap(int argc, char **argv)
 			die("warm-up write %s", file);
 		close(wfd);
 	}
+
+	/* odirect-stat: a stat() after a write refreshes the attributes, and fuse clears
+	 * S_NOSEC on every refresh, so the next writes must take the exclusive lock. */
+	if (!strcmp(kind, "odirect-stat") && fstat(fds[0], &st) < 0)
+		die("fstat %s", file);
 
 	snprintf(cmd, sizeof(cmd), "hold %d", hold_ms);
 	ctl_write(ctl, "reset");
