@@ -26,6 +26,7 @@ static const char *const expected_counter_names[] = {
     "backing_closed",      "reply_failed",
     "req_read",            "req_write",
     "req_getxattr",        "req_total",
+    "fallback_direct_opens",
 };
 
 /* Values beyond the 8 defined bits: the io mode must ignore them. */

@@ -270,9 +270,15 @@
 #define FPIO_COUNTER_REQ_TOTAL 19
 
 /**
+ * Fallbacks: the inode has direct opens, which the kernel would fail once
+ * the inode had a backing file.
+ */
+#define FPIO_COUNTER_FALLBACK_DIRECT_OPENS 20
+
+/**
  * The number of counters.
  */
-#define FPIO_COUNTER_COUNT 20
+#define FPIO_COUNTER_COUNT 21
 
 /**
  * The opaque session handle. Create with `fpio_session_new`, free with

@@ -538,8 +538,11 @@ pub const FPIO_COUNTER_REQ_WRITE: u32 = 17;
 pub const FPIO_COUNTER_REQ_GETXATTR: u32 = 18;
 /// All requests that reached the server.
 pub const FPIO_COUNTER_REQ_TOTAL: u32 = 19;
+/// Fallbacks: the inode has direct opens, which the kernel would fail once
+/// the inode had a backing file.
+pub const FPIO_COUNTER_FALLBACK_DIRECT_OPENS: u32 = 20;
 /// The number of counters.
-pub const FPIO_COUNTER_COUNT: u32 = 20;
+pub const FPIO_COUNTER_COUNT: u32 = 21;
 
 /// Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
 /// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT.
@@ -626,6 +629,7 @@ mod tests {
             FPIO_COUNTER_REQ_WRITE,
             FPIO_COUNTER_REQ_GETXATTR,
             FPIO_COUNTER_REQ_TOTAL,
+            FPIO_COUNTER_FALLBACK_DIRECT_OPENS,
         ];
         assert_eq!(counters.len() as u32, FPIO_COUNTER_COUNT);
         for (c, v) in Counter::ALL.iter().zip(counters) {

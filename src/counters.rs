@@ -41,6 +41,7 @@ counters! {
     ReqWrite = "req_write",
     ReqGetxattr = "req_getxattr",
     ReqTotal = "req_total",
+    FallbackDirectOpens = "fallback_direct_opens",
 }
 
 impl Counter {
@@ -99,6 +100,7 @@ mod tests {
             assert_eq!(Counter::from_raw(i as u32), Some(*c));
         }
         assert_eq!(Counter::ReqTotal as u32, 19);
+        assert_eq!(Counter::FallbackDirectOpens as u32, 20);
         assert_eq!(Counter::from_raw(Counter::ALL.len() as u32), None);
     }
 

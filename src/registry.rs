@@ -5,6 +5,8 @@
 //! can keep each inode in one io mode the kernel accepts:
 //! - an inode with a backing file takes only passthrough opens (else EINVAL);
 //! - an inode with cached opens takes no passthrough open (else ETXTBSY);
+//! - an inode with direct opens gets no new backing file: the kernel may not
+//!   have processed those opens yet, and would fail them once it has one;
 //! - one backing file per inode (else EBUSY).
 //!
 //! Each of those would reach the application as EIO; here they become a
@@ -192,6 +194,13 @@ impl Registry {
         };
         if state.has(Kind::Cached) {
             return fallback(Counter::FallbackCachedOpens, libc::ETXTBSY);
+        }
+        // A direct open fpio answered may still be on its way through the
+        // kernel's open path; if this open attached a backing file first, the
+        // kernel would fail that one (a non-passthrough open of an inode with
+        // a backing file: EIO). So no new backing file while any is live.
+        if state.has(Kind::Direct) {
+            return fallback(Counter::FallbackDirectOpens, libc::ETXTBSY);
         }
         let file = match sys::fstat(fd) {
             Ok(f) if f.is_regular() => f,
@@ -395,6 +404,36 @@ mod tests {
     }
 
     #[test]
+    fn direct_opens_block_a_new_backing_file() {
+        let (_dev, reg, c) = setup();
+        let fd = file(libc::O_RDWR);
+        let declined = req(8, 1, libc::O_RDWR, Source::Declined);
+        assert!(matches!(reg.acquire(&declined, &c).0, Grant::Fallback(FallbackKind::Direct, ..)));
+        let g = reg.acquire(&req(8, 2, libc::O_RDWR, Source::Fd(fd)), &c).0;
+        assert_eq!(g, Grant::Fallback(FallbackKind::Direct, Counter::FallbackDirectOpens, libc::ETXTBSY));
+        reg.release(8, 1, &c).unwrap();
+        reg.release(8, 2, &c).unwrap();
+        assert!(matches!(reg.acquire(&req(8, 3, libc::O_RDWR, Source::Fd(fd)), &c).0, Grant::Passthrough(_)));
+        sys::close(fd);
+    }
+
+    #[test]
+    fn pipes_and_devices_are_never_registered() {
+        let (dev, reg, c) = setup();
+        let mut p = [0; 2];
+        assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        for (ino, fd, acc) in [(20, p[0], libc::O_RDONLY), (21, p[1], libc::O_WRONLY), (22, null, libc::O_RDWR)] {
+            let g = reg.acquire(&req(ino, 1, acc, Source::Fd(fd)), &c).0;
+            assert_eq!(g, Grant::Fallback(FallbackKind::Direct, Counter::FallbackNotRegular, libc::EINVAL));
+        }
+        assert!(dev.open.lock().unwrap().is_empty());
+        for fd in [p[0], p[1], null] {
+            sys::close(fd);
+        }
+    }
+
+    #[test]
     fn access_never_widens_and_narrow_backing_goes_shared_direct() {
         let (_dev, reg, c) = setup();
         let (ro, rw) = (file(libc::O_RDONLY), file(libc::O_RDWR));
@@ -420,9 +459,10 @@ mod tests {
         let fb = |r, e| Grant::Fallback(FallbackKind::Direct, r, e);
         let g = reg.acquire(&req(5, 1, libc::O_RDONLY, Source::Fd(dir)), &c).0;
         assert_eq!(g, fb(Counter::FallbackNotRegular, libc::EISDIR));
-        let g = reg.acquire(&req(5, 2, libc::O_RDONLY, Source::Fd(-7)), &c).0;
+        // Separate inodes: a direct fallback blocks new backing files on its own inode.
+        let g = reg.acquire(&req(15, 2, libc::O_RDONLY, Source::Fd(-7)), &c).0;
         assert_eq!(g, fb(Counter::FallbackBadFd, libc::EBADF));
-        let dead = OpenRequest { live: false, ..req(5, 3, libc::O_RDONLY, Source::Fd(dir)) };
+        let dead = OpenRequest { live: false, ..req(25, 3, libc::O_RDONLY, Source::Fd(dir)) };
         assert_eq!(reg.acquire(&dead, &c).0, fb(Counter::FallbackNotLive, libc::EOPNOTSUPP));
         *dev.fail.lock().unwrap() = Some(libc::EPERM);
         let fd = file(libc::O_RDWR);

@@ -52,7 +52,10 @@ static int open_flags(int base) { return base | O_CLOEXEC | (direct ? O_DIRECT :
 static void *writer(void *arg) {
   long t = (long)arg;
   unsigned char *buf = xalloc(chunk);
-  int fd = open(path, open_flags(O_WRONLY));
+  /* O_RDWR: the inode's shared backing file then also serves the verifying
+   * reader, even if it opens before the writers' releases reach the server
+   * (a write-only backing file would send its reads to the server). */
+  int fd = open(path, open_flags(O_RDWR));
   long failed = 0;
   if (fd < 0) {
     fprintf(stderr, "pwriters: thread %ld: open %s: %s\n", t, path, strerror(errno));
