@@ -1,41 +1,94 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian 12 machine (as root) and runs every fpio test, mount
-# tests included, against each libfuse: the system's 3.14 and, unless
-# --system-only, libfuse 3.17.2 built from Debian 13's source package.
+# Sets up a fresh Debian 12 machine (as root) and runs every fpio test:
+#   1. the meson suite (Rust unit, C unit, packaging, real mounts, reliability)
+#      against the system libfuse 3.14;
+#   2. the same suite, plus the libfuse 3.17-only scenarios, against libfuse
+#      3.17.2 built from Debian 13's source package (scripts/libfuse317.sh);
+#   3. the C tests under ASan+UBSan and under valgrind (scripts/test-sanitizers.sh);
+#   4. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh).
 # A skipped test is a failure here (FPIO_REQUIRE_MOUNT=1).
+#   test-all.sh [--no-317] [--no-sanitizers] [--no-kernel]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-only_system=0
-[ "${1:-}" = --system-only ] && only_system=1
+want_317=1 want_san=1 want_kernel=1
+for a in "$@"; do
+  case $a in
+  --no-317) want_317=0 ;;
+  --no-sanitizers) want_san=0 ;;
+  --no-kernel) want_kernel=0 ;;
+  *) echo "usage: $0 [--no-317] [--no-sanitizers] [--no-kernel]" >&2; exit 2 ;;
+  esac
+done
 
 "$root/scripts/setup-deps.sh"
 export PATH="$HOME/.cargo/bin:$PATH"
 export FPIO_REQUIRE_MOUNT=1
 
-total_ok=0 total_fail=0
-run_suite() { # name, build dir, [PKG_CONFIG_PATH]
-  local name=$1 dir=$2 pcp=${3:-}
-  echo "=== fpio tests against $name ($dir)"
-  rm -rf "$dir"
-  PKG_CONFIG_PATH="$pcp" meson setup "$dir" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
-  local rc=0
-  meson test -C "$dir" --print-errorlogs --num-processes 1 || rc=$?
-  local log="$dir/meson-logs/testlog.json"
-  local ok fail skip
-  ok=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["result"]=="OK"))' "$log")
-  fail=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["result"] not in ("OK","SKIP")))' "$log")
-  skip=$(python3 -c 'import json,sys; print(sum(1 for l in open(sys.argv[1]) if json.loads(l)["result"]=="SKIP"))' "$log")
-  echo "=== $name: $ok passed, $fail failed, $skip skipped"
-  total_ok=$((total_ok + ok)); total_fail=$((total_fail + fail + skip))
-  [ "$rc" = 0 ] && [ "$skip" = 0 ]
+total_ok=0 total_fail=0 status=0
+summary=()
+# tally LOG...: meson JSON test logs -> "N passed, N failed" added to the
+# totals (in this shell, so call it directly, not in $(...)); non-zero on any
+# non-OK result or none at all.
+tally() {
+  local ok bad
+  read -r ok bad < <(python3 - "$@" <<'PY' || echo "0 1"
+import json, sys
+r = [json.loads(l)["result"] for f in sys.argv[1:] for l in open(f)]
+ok = r.count("OK")
+print(ok, len(r) - ok)
+PY
+  )
+  total_ok=$((total_ok + ok)) total_fail=$((total_fail + bad))
+  counts="$ok passed, $bad failed"
+  [ "$bad" = 0 ] && [ "$ok" -gt 0 ]
+}
+phase_done() { # name, t0, rc, counts
+  summary+=("$(printf '%-28s %-4s %s, %d s' "$1" "$([ "$3" = 0 ] && echo OK || echo FAIL)" "$4" $((SECONDS - $2)))")
+  [ "$3" = 0 ] || status=1
 }
 
-status=0
-run_suite "system libfuse $(pkg-config --modversion fuse3)" build-test-system || status=1
-if [ "$only_system" = 0 ] && [ -x "$root/scripts/libfuse317.sh" ]; then
+run_suite() { # name, build dir, [PKG_CONFIG_PATH]
+  local name=$1 dir=$2 pcp=${3:-} t0=$SECONDS rc=0 setup_log
+  echo "=== fpio tests against $name ($dir)"
+  rm -rf "$dir"
+  setup_log=$(mktemp)
+  if ! PKG_CONFIG_PATH="$pcp" meson setup "$dir" >"$setup_log" 2>&1; then
+    cat "$setup_log"; rm -f "$setup_log"
+    total_fail=$((total_fail + 1)); phase_done "$name" "$t0" 1 "setup failed"; return
+  fi
+  rm -f "$setup_log"
+  meson test -C "$dir" --print-errorlogs --num-processes 1 || rc=$?
+  tally "$dir/meson-logs/testlog.json" || rc=1
+  phase_done "$name" "$t0" "$rc" "$counts"
+}
+
+run_suite "libfuse $(pkg-config --modversion fuse3) (system)" build-test-system
+if [ "$want_317" = 1 ]; then
   pcdir=$("$root/scripts/libfuse317.sh" | tail -1)
-  run_suite "libfuse 3.17.2" build-test-317 "$pcdir" || status=1
+  run_suite "libfuse 3.17.2" build-test-317 "$pcdir"
 fi
+if [ "$want_san" = 1 ]; then
+  t0=$SECONDS rc=0
+  FPIO_SAN_BUILD_PREFIX="$root/build-test-san" "$root/scripts/test-sanitizers.sh" || rc=$?
+  tally "$root"/build-test-san-*/all-results.json || rc=1
+  phase_done "sanitizers (ASan+UBSan, valgrind)" "$t0" "$rc" "$counts"
+fi
+if [ "$want_kernel" = 1 ]; then
+  t0=$SECONDS rc=0
+  log=$(mktemp)
+  FPIO_BUILD_DIR="$root/build-test-system" "$root/kernel/run-tier.sh" 2>&1 | tee "$log" || rc=$?
+  line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -1 | grep -oE '[0-9]+ passed, [0-9]+ failed' || true)
+  rm -f "$log"
+  if [ -n "$line" ]; then
+    total_ok=$((total_ok + ${line%% *})); nf=${line#*, }; total_fail=$((total_fail + ${nf%% *}))
+  else
+    total_fail=$((total_fail + 1)); line="no result line"; rc=1
+  fi
+  phase_done "kernel tier (stock + patched VM)" "$t0" "$rc" "$line"
+fi
+
+echo "=== summary"
+printf '  %s\n' "${summary[@]}"
 echo "all suites: $total_ok passed, $total_fail failed"
 exit "$status"
