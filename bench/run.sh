@@ -64,6 +64,18 @@ if [ -z "${PASSTHROUGH_HP:-}" ]; then
   export PASSTHROUGH_HP
 fi
 
+# fpio itself: the example server from a release build of this checkout,
+# unless the caller points at one (FPIO_PASSTHROUGH / FPIO_BUILDDIR / --fpio).
+if [ -z "${FPIO_PASSTHROUGH:-}" ] && [ -z "${FPIO_BUILDDIR:-}" ] && [[ " $* " != *" --fpio "* ]]; then
+  "$repo/scripts/setup-deps.sh" >/dev/null
+  export PATH="$HOME/.cargo/bin:$PATH"
+  FPIO_BUILDDIR="$repo/build-bench"
+  [ -f "$FPIO_BUILDDIR/build.ninja" ] || meson setup "$FPIO_BUILDDIR" "$repo" --buildtype=release >/dev/null
+  echo "bench: building fpio ($FPIO_BUILDDIR)"
+  ninja -C "$FPIO_BUILDDIR" examples/fpio-passthrough >/dev/null
+  export FPIO_BUILDDIR
+fi
+
 mkdir -p "$work"
 if [ ! -x "$work/openbench" ] || [ "$here/openbench.c" -nt "$work/openbench" ]; then
   gcc -O2 -Wall -Wextra -Werror -pthread -o "$work/openbench" "$here/openbench.c"
