@@ -25,9 +25,9 @@ fn main() {
     println!("cargo:rerun-if-changed=src/glue/fpio_glue.c");
     println!("cargo:rerun-if-changed=src/fpio.map");
 
-    let includedir = env::var("FPIO_FUSE_INCLUDEDIR").ok().or_else(|| {
-        pkg_config_var("includedir").map(|d| format!("{d}/fuse3"))
-    });
+    let includedir = env::var("FPIO_FUSE_INCLUDEDIR")
+        .ok()
+        .or_else(|| pkg_config_var("includedir").map(|d| format!("{d}/fuse3")));
     let libdir = env::var("FPIO_FUSE_LIBDIR")
         .ok()
         .or_else(|| pkg_config_var("libdir"));

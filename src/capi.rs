@@ -191,7 +191,11 @@ pub const FPIO_SESSION_KILLPRIV_V2: u32 = 1 << 4;
 /// Returns 0; -EINVAL for NULL arguments or unknown flags; -ENOTCONN if `se`
 /// is not mounted yet; -EALREADY if fpio is already attached to `se`.
 #[no_mangle]
-pub extern "C" fn fpio_session_new(se: *mut fuse_session, flags: u32, session_out: *mut *mut fpio_session) -> c_int {
+pub extern "C" fn fpio_session_new(
+    se: *mut fuse_session,
+    flags: u32,
+    session_out: *mut *mut fpio_session,
+) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; se, session_out);
         let Some(flags) = SessionFlags::from_bits(flags) else { return -libc::EINVAL };
@@ -413,7 +417,11 @@ fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {
 /// last reference. Returns 0; -ENOENT if fpio has no such open (a double
 /// release, or an open fpio did not answer); -EINVAL for bad arguments.
 #[no_mangle]
-pub extern "C" fn fpio_release(session: *mut fpio_session, ino: fuse_ino_t, fi: *const fuse_file_info) -> c_int {
+pub extern "C" fn fpio_release(
+    session: *mut fpio_session,
+    ino: fuse_ino_t,
+    fi: *const fuse_file_info,
+) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; fi);
         let Some(s) = self::session(session) else { return -libc::EINVAL };
@@ -429,7 +437,11 @@ pub extern "C" fn fpio_release(session: *mut fpio_session, ino: fuse_ino_t, fi: 
 /// The inode's current backing id. Returns 0; -ENOENT if it has none;
 /// -EINVAL for bad arguments.
 #[no_mangle]
-pub extern "C" fn fpio_backing_id(session: *const fpio_session, ino: fuse_ino_t, backing_id_out: *mut i32) -> c_int {
+pub extern "C" fn fpio_backing_id(
+    session: *const fpio_session,
+    ino: fuse_ino_t,
+    backing_id_out: *mut i32,
+) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; backing_id_out);
         let Some(s) = self::session(session) else { return -libc::EINVAL };
@@ -547,7 +559,11 @@ pub const FPIO_COUNTER_COUNT: u32 = 21;
 /// Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
 /// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT.
 #[no_mangle]
-pub extern "C" fn fpio_session_counter(session: *const fpio_session, counter: u32, value_out: *mut u64) -> c_int {
+pub extern "C" fn fpio_session_counter(
+    session: *const fpio_session,
+    counter: u32,
+    value_out: *mut u64,
+) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; value_out);
         let Some(s) = self::session(session) else { return -libc::EINVAL };
@@ -643,7 +659,10 @@ mod tests {
         use crate::iomode::OpenFlags;
         assert_eq!(FPIO_FOPEN_DIRECT_IO, OpenFlags::DIRECT_IO.bits());
         assert_eq!(FPIO_FOPEN_PASSTHROUGH, OpenFlags::PASSTHROUGH.bits());
-        assert_eq!(FPIO_FOPEN_PARALLEL_DIRECT_WRITES, OpenFlags::PARALLEL_DIRECT_WRITES.bits());
+        assert_eq!(
+            FPIO_FOPEN_PARALLEL_DIRECT_WRITES,
+            OpenFlags::PARALLEL_DIRECT_WRITES.bits()
+        );
         assert_eq!(FPIO_SESSION_KILLPRIV_V2, SessionFlags::KILLPRIV_V2.bits());
         assert_eq!(FPIO_SESSION_NO_PASSTHROUGH, SessionFlags::NO_PASSTHROUGH.bits());
         assert_eq!(FPIO_SESSION_STACK_DEPTH_2, SessionFlags::STACK_DEPTH_2.bits());
@@ -660,7 +679,10 @@ mod tests {
         let mut v = 7u32;
         assert_eq!(fpio_effective_open_flags(0, 9, &mut v), -libc::EINVAL);
         assert_eq!(v, 7);
-        assert_eq!(fpio_effective_open_flags(0, 0, std::ptr::null_mut()), -libc::EINVAL);
+        assert_eq!(
+            fpio_effective_open_flags(0, 0, std::ptr::null_mut()),
+            -libc::EINVAL
+        );
         let bogus = 0x1000 as *mut fpio_session;
         assert_eq!(fpio_session_status(bogus, &mut v), -libc::EINVAL);
         assert_eq!(fpio_session_status(std::ptr::null(), &mut v), -libc::EINVAL);
@@ -668,9 +690,19 @@ mod tests {
         fpio_session_free(bogus);
         assert_eq!(fpio_release(bogus, 1, std::ptr::null()), -libc::EINVAL);
         assert!(fpio_counter_name(FPIO_COUNTER_COUNT).is_null());
-        assert_eq!(fpio_session_new(std::ptr::null_mut(), 0, std::ptr::null_mut()), -libc::EINVAL);
         assert_eq!(
-            fpio_reply_open(bogus, std::ptr::null_mut(), 1, -1, std::ptr::null(), std::ptr::null_mut()),
+            fpio_session_new(std::ptr::null_mut(), 0, std::ptr::null_mut()),
+            -libc::EINVAL
+        );
+        assert_eq!(
+            fpio_reply_open(
+                bogus,
+                std::ptr::null_mut(),
+                1,
+                -1,
+                std::ptr::null(),
+                std::ptr::null_mut()
+            ),
             -libc::EINVAL
         );
     }

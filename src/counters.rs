@@ -62,7 +62,9 @@ pub struct Counters {
 
 impl Default for Counters {
     fn default() -> Self {
-        Counters { values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect() }
+        Counters {
+            values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 }
 
@@ -85,7 +87,10 @@ impl Counters {
 
     /// `name value` lines, one per counter.
     pub fn render(&self) -> String {
-        Counter::ALL.iter().map(|&c| format!("{} {}\n", c.label(), self.get(c))).collect()
+        Counter::ALL
+            .iter()
+            .map(|&c| format!("{} {}\n", c.label(), self.get(c)))
+            .collect()
     }
 }
 

@@ -39,22 +39,33 @@ fn errno_by_name(name: &str) -> Option<i32> {
 fn parse_rule(v: &str) -> Option<Rule> {
     let (name, pct) = v.split_once(':')?;
     let percent: u32 = pct.parse().ok()?;
-    (percent <= 100).then_some(Rule { errno: errno_by_name(name)?, percent })
+    (percent <= 100).then_some(Rule {
+        errno: errno_by_name(name)?,
+        percent,
+    })
 }
 
 impl Faults {
     pub fn from_env() -> Self {
-        std::env::var("FPIO_TEST_FAULTS").map(|v| Self::parse(&v)).unwrap_or_default()
+        std::env::var("FPIO_TEST_FAULTS")
+            .map(|v| Self::parse(&v))
+            .unwrap_or_default()
     }
 
     /// Unknown keys or values switch nothing on (and are reported once).
     pub fn parse(spec: &str) -> Self {
-        let mut inner = Inner { rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15), ..Default::default() };
+        let mut inner = Inner {
+            rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15),
+            ..Default::default()
+        };
         for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let ok = match item.split_once('=') {
                 Some(("register", v)) => parse_rule(v).map(|r| inner.register = Some(r)).is_some(),
                 Some(("reply", v)) => parse_rule(v).map(|r| inner.reply = Some(r)).is_some(),
-                Some(("seed", v)) => v.parse::<u64>().map(|s| inner.rng = AtomicU64::new(s | 1)).is_ok(),
+                Some(("seed", v)) => v
+                    .parse::<u64>()
+                    .map(|s| inner.rng = AtomicU64::new(s | 1))
+                    .is_ok(),
                 _ => false,
             };
             if !ok {

@@ -127,17 +127,27 @@ mod tests {
         assert_eq!(effective_flags(DIO | PDW, KernelRule::Legacy), Some(DIO | PDW));
         assert_eq!(effective_flags(PDW, KernelRule::Series), Some(0));
         assert_eq!(effective_flags(PDW, KernelRule::Legacy), Some(0));
-        assert_eq!(effective_flags(DIO | PT | PDW, KernelRule::Legacy), Some(DIO | PT | PDW));
+        assert_eq!(
+            effective_flags(DIO | PT | PDW, KernelRule::Legacy),
+            Some(DIO | PT | PDW)
+        );
     }
 
     #[test]
     fn illegal_passthrough_mixes_fail() {
-        for bad in [OpenFlags::KEEP_CACHE, OpenFlags::NONSEEKABLE, OpenFlags::STREAM, OpenFlags::CACHE_DIR] {
+        for bad in [
+            OpenFlags::KEEP_CACHE,
+            OpenFlags::NONSEEKABLE,
+            OpenFlags::STREAM,
+            OpenFlags::CACHE_DIR,
+        ] {
             let f = PT | bad.bits();
             assert!(!passthrough_flags_valid(f));
             assert_eq!(effective_flags(f, KernelRule::Series), None);
         }
-        assert!(passthrough_flags_valid(PT | PDW | OpenFlags::NOFLUSH.bits() | DIO));
+        assert!(passthrough_flags_valid(
+            PT | PDW | OpenFlags::NOFLUSH.bits() | DIO
+        ));
         assert!(!passthrough_flags_valid(DIO | PDW));
         // Unknown high bits are not allowed next to passthrough either.
         assert!(!passthrough_flags_valid(PT | (1 << 20)));

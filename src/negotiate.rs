@@ -68,7 +68,10 @@ pub struct Decision {
 /// Decides the INIT outcome. `reply` is the server's reply body; `error` is
 /// the out header's error field.
 pub fn negotiate(offer: Option<&InitOffer>, error: i32, reply: &[u8], policy: &Policy) -> Decision {
-    let untouched = |status| Decision { status, patched: None };
+    let untouched = |status| Decision {
+        status,
+        patched: None,
+    };
     if !policy.passthrough {
         return untouched(Status::Disabled);
     }
@@ -112,7 +115,10 @@ pub fn negotiate(offer: Option<&InitOffer>, error: i32, reply: &[u8], policy: &P
         _ => policy.stack_depth,
     };
     out.set_max_stack_depth(depth);
-    Decision { status: Status::Live, patched: Some(out) }
+    Decision {
+        status: Status::Live,
+        patched: Some(out),
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +126,11 @@ mod tests {
     use super::*;
 
     fn offer(flags: u64) -> InitOffer {
-        InitOffer { major: 7, minor: 45, flags }
+        InitOffer {
+            major: 7,
+            minor: 45,
+            flags,
+        }
     }
     fn reply(flags: u32) -> Vec<u8> {
         let mut b = vec![0u8; 64];
@@ -151,17 +161,35 @@ mod tests {
     #[test]
     fn reasons() {
         let r = reply(0);
-        let no = Policy { passthrough: false, ..POLICY };
-        assert_eq!(negotiate(Some(&offer(KERNEL)), 0, &r, &no).status, Status::Disabled);
+        let no = Policy {
+            passthrough: false,
+            ..POLICY
+        };
+        assert_eq!(
+            negotiate(Some(&offer(KERNEL)), 0, &r, &no).status,
+            Status::Disabled
+        );
         assert_eq!(negotiate(None, 0, &r, &POLICY).status, Status::NotNegotiated);
         assert_eq!(
             negotiate(Some(&offer(init_flag::INIT_EXT)), 0, &r, &POLICY).status,
             Status::KernelLacks
         );
-        let nocap = Policy { has_cap_sys_admin: false, ..POLICY };
-        assert_eq!(negotiate(Some(&offer(KERNEL)), 0, &r, &nocap).status, Status::NoCapSysAdmin);
-        assert_eq!(negotiate(Some(&offer(KERNEL)), -71, &r, &POLICY).status, Status::NotNegotiated);
-        assert_eq!(negotiate(Some(&offer(KERNEL)), 0, &r[..8], &POLICY).status, Status::NotNegotiated);
+        let nocap = Policy {
+            has_cap_sys_admin: false,
+            ..POLICY
+        };
+        assert_eq!(
+            negotiate(Some(&offer(KERNEL)), 0, &r, &nocap).status,
+            Status::NoCapSysAdmin
+        );
+        assert_eq!(
+            negotiate(Some(&offer(KERNEL)), -71, &r, &POLICY).status,
+            Status::NotNegotiated
+        );
+        assert_eq!(
+            negotiate(Some(&offer(KERNEL)), 0, &r[..8], &POLICY).status,
+            Status::NotNegotiated
+        );
     }
 
     #[test]
@@ -169,7 +197,10 @@ mod tests {
         let r = reply(init_flag::WRITEBACK_CACHE as u32);
         let d = negotiate(Some(&offer(KERNEL)), 0, &r, &POLICY);
         assert_eq!((d.status, d.patched.is_none()), (Status::WritebackCache, true));
-        let drop = Policy { drop_writeback: true, ..POLICY };
+        let drop = Policy {
+            drop_writeback: true,
+            ..POLICY
+        };
         let d = negotiate(Some(&offer(KERNEL)), 0, &r, &drop);
         assert_eq!(d.status, Status::Live);
         assert_eq!(d.patched.unwrap().flags() & init_flag::WRITEBACK_CACHE, 0);
@@ -177,7 +208,10 @@ mod tests {
 
     #[test]
     fn killpriv_v2_only_when_offered_and_wanted() {
-        let want = Policy { killpriv_v2: true, ..POLICY };
+        let want = Policy {
+            killpriv_v2: true,
+            ..POLICY
+        };
         let d = negotiate(Some(&offer(KERNEL)), 0, &reply(0), &want);
         assert_ne!(d.patched.unwrap().flags() & init_flag::HANDLE_KILLPRIV_V2, 0);
         let k = init_flag::INIT_EXT | init_flag::PASSTHROUGH;
@@ -187,7 +221,12 @@ mod tests {
 
     #[test]
     fn killpriv_v1_is_never_left_on() {
-        let d = negotiate(Some(&offer(KERNEL)), 0, &reply(init_flag::HANDLE_KILLPRIV as u32), &POLICY);
+        let d = negotiate(
+            Some(&offer(KERNEL)),
+            0,
+            &reply(init_flag::HANDLE_KILLPRIV as u32),
+            &POLICY,
+        );
         assert_eq!(d.patched.unwrap().flags() & init_flag::HANDLE_KILLPRIV, 0);
     }
 

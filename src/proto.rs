@@ -158,7 +158,10 @@ impl InitReply {
         let mut raw = [0u8; INIT_OUT_LEN];
         let n = body.len().min(INIT_OUT_LEN);
         raw[..n].copy_from_slice(&body[..n]);
-        Some(InitReply { raw, sent_len: body.len() })
+        Some(InitReply {
+            raw,
+            sent_len: body.len(),
+        })
     }
 
     pub fn major(&self) -> u32 {
@@ -379,7 +382,13 @@ mod tests {
             generation: 6,
             attr_timeout: 2.25,
             entry_timeout: 1.0,
-            attr: Attr { ino: 9, size: 4096, mode: 0o100644, blksize: 4096, ..Default::default() },
+            attr: Attr {
+                ino: 9,
+                size: 4096,
+                mode: 0o100644,
+                blksize: 4096,
+                ..Default::default()
+            },
         };
         let b = encode_entry_out(&e);
         assert_eq!(u64_at(&b, 0), Some(5));
@@ -402,7 +411,10 @@ mod tests {
         assert!(!request_kills_suidgid(&h, &w));
         let h = InHeader::parse(&in_header(opcode::SETATTR, 1, 0)).unwrap();
         let setattr = |valid: u32| valid.to_ne_bytes().to_vec();
-        assert!(request_kills_suidgid(&h, &setattr(kill_flag::FATTR_KILL_SUIDGID | 8)));
+        assert!(request_kills_suidgid(
+            &h,
+            &setattr(kill_flag::FATTR_KILL_SUIDGID | 8)
+        ));
         assert!(request_kills_suidgid(&h, &setattr(0)));
         assert!(request_kills_suidgid(&h, &setattr(1 << 6)));
         assert!(!request_kills_suidgid(&h, &setattr(1)), "a chmod is not a kill");

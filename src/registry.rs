@@ -149,7 +149,9 @@ impl Registry {
     fn shard(&self, ino: u64) -> std::sync::MutexGuard<'_, HashMap<u64, InodeState>> {
         // A panic while holding a shard cannot leave it half-updated in a way
         // that matters more than refusing service, so recover the guard.
-        self.shards[(ino as usize) % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[(ino as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Decides the io mode of one open and records it. `Busy` records nothing.
@@ -176,7 +178,11 @@ impl Registry {
             counters.inc(reason);
         }
         let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        state.opens.push(OpenRec { serial, fh: req.fh, kind });
+        state.opens.push(OpenRec {
+            serial,
+            fh: req.fh,
+            kind,
+        });
         (grant, Some(Ticket { ino: req.ino, serial }))
     }
 
@@ -185,7 +191,12 @@ impl Registry {
         let fallback = |reason, errno| Grant::Fallback(req.fallback, reason, errno);
         let fd = match req.source {
             Source::ServerId(id) => {
-                state.backing = Some(Backing { id, owned: false, file: None, access: None });
+                state.backing = Some(Backing {
+                    id,
+                    owned: false,
+                    file: None,
+                    access: None,
+                });
                 return Grant::Passthrough(id);
             }
             _ if !req.live => return fallback(Counter::FallbackNotLive, libc::EOPNOTSUPP),
@@ -220,7 +231,12 @@ impl Registry {
             Ok(id) => {
                 counters.inc(Counter::BackingOpened);
                 counters.inc(Counter::BackingIdsLive);
-                state.backing = Some(Backing { id, owned: true, file: Some(file), access: Some(req.access) });
+                state.backing = Some(Backing {
+                    id,
+                    owned: true,
+                    file: Some(file),
+                    access: Some(req.access),
+                });
                 Grant::Passthrough(id)
             }
             Err(e) => fallback(Counter::FallbackRegisterFailed, e),
@@ -352,7 +368,14 @@ mod tests {
     }
 
     fn req(ino: u64, fh: u64, access: i32, source: Source) -> OpenRequest {
-        OpenRequest { ino, fh, access, source, live: true, fallback: FallbackKind::Direct }
+        OpenRequest {
+            ino,
+            fh,
+            access,
+            source,
+            live: true,
+            fallback: FallbackKind::Direct,
+        }
     }
 
     #[test]
@@ -378,8 +401,14 @@ mod tests {
     fn a_different_file_is_busy() {
         let (_dev, reg, c) = setup();
         let (a, b) = (file(libc::O_RDWR), file(libc::O_RDWR));
-        assert!(matches!(reg.acquire(&req(1, 1, libc::O_RDWR, Source::Fd(a)), &c).0, Grant::Passthrough(_)));
-        assert_eq!(reg.acquire(&req(1, 2, libc::O_RDWR, Source::Fd(b)), &c).0, Grant::Busy);
+        assert!(matches!(
+            reg.acquire(&req(1, 1, libc::O_RDWR, Source::Fd(a)), &c).0,
+            Grant::Passthrough(_)
+        ));
+        assert_eq!(
+            reg.acquire(&req(1, 2, libc::O_RDWR, Source::Fd(b)), &c).0,
+            Grant::Busy
+        );
         assert_eq!(c.get(Counter::BusyRefused), 1);
         reg.release(1, 1, &c).unwrap();
         assert_eq!(reg.release(1, 2, &c), Err(libc::ENOENT));
@@ -391,14 +420,26 @@ mod tests {
     fn cached_opens_block_passthrough_and_backing_blocks_cached() {
         let (_dev, reg, c) = setup();
         let fd = file(libc::O_RDWR);
-        let cached = OpenRequest { fallback: FallbackKind::Cached, ..req(3, 1, libc::O_RDWR, Source::Declined) };
-        assert_eq!(reg.acquire(&cached, &c).0, Grant::Fallback(FallbackKind::Cached, Counter::FallbackDeclined, libc::EBADF));
+        let cached = OpenRequest {
+            fallback: FallbackKind::Cached,
+            ..req(3, 1, libc::O_RDWR, Source::Declined)
+        };
+        assert_eq!(
+            reg.acquire(&cached, &c).0,
+            Grant::Fallback(FallbackKind::Cached, Counter::FallbackDeclined, libc::EBADF)
+        );
         let g = reg.acquire(&req(3, 2, libc::O_RDWR, Source::Fd(fd)), &c).0;
-        assert_eq!(g, Grant::Fallback(FallbackKind::Direct, Counter::FallbackCachedOpens, libc::ETXTBSY));
+        assert_eq!(
+            g,
+            Grant::Fallback(FallbackKind::Direct, Counter::FallbackCachedOpens, libc::ETXTBSY)
+        );
         reg.release(3, 1, &c).unwrap();
         reg.release(3, 2, &c).unwrap();
         // Now passthrough first: a declined open must still use the backing file.
-        assert!(matches!(reg.acquire(&req(3, 3, libc::O_RDWR, Source::Fd(fd)), &c).0, Grant::Passthrough(_)));
+        assert!(matches!(
+            reg.acquire(&req(3, 3, libc::O_RDWR, Source::Fd(fd)), &c).0,
+            Grant::Passthrough(_)
+        ));
         assert!(matches!(reg.acquire(&cached, &c).0, Grant::Passthrough(_)));
         sys::close(fd);
     }
@@ -408,12 +449,21 @@ mod tests {
         let (_dev, reg, c) = setup();
         let fd = file(libc::O_RDWR);
         let declined = req(8, 1, libc::O_RDWR, Source::Declined);
-        assert!(matches!(reg.acquire(&declined, &c).0, Grant::Fallback(FallbackKind::Direct, ..)));
+        assert!(matches!(
+            reg.acquire(&declined, &c).0,
+            Grant::Fallback(FallbackKind::Direct, ..)
+        ));
         let g = reg.acquire(&req(8, 2, libc::O_RDWR, Source::Fd(fd)), &c).0;
-        assert_eq!(g, Grant::Fallback(FallbackKind::Direct, Counter::FallbackDirectOpens, libc::ETXTBSY));
+        assert_eq!(
+            g,
+            Grant::Fallback(FallbackKind::Direct, Counter::FallbackDirectOpens, libc::ETXTBSY)
+        );
         reg.release(8, 1, &c).unwrap();
         reg.release(8, 2, &c).unwrap();
-        assert!(matches!(reg.acquire(&req(8, 3, libc::O_RDWR, Source::Fd(fd)), &c).0, Grant::Passthrough(_)));
+        assert!(matches!(
+            reg.acquire(&req(8, 3, libc::O_RDWR, Source::Fd(fd)), &c).0,
+            Grant::Passthrough(_)
+        ));
         sys::close(fd);
     }
 
@@ -423,9 +473,16 @@ mod tests {
         let mut p = [0; 2];
         assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
         let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        for (ino, fd, acc) in [(20, p[0], libc::O_RDONLY), (21, p[1], libc::O_WRONLY), (22, null, libc::O_RDWR)] {
+        for (ino, fd, acc) in [
+            (20, p[0], libc::O_RDONLY),
+            (21, p[1], libc::O_WRONLY),
+            (22, null, libc::O_RDWR),
+        ] {
             let g = reg.acquire(&req(ino, 1, acc, Source::Fd(fd)), &c).0;
-            assert_eq!(g, Grant::Fallback(FallbackKind::Direct, Counter::FallbackNotRegular, libc::EINVAL));
+            assert_eq!(
+                g,
+                Grant::Fallback(FallbackKind::Direct, Counter::FallbackNotRegular, libc::EINVAL)
+            );
         }
         assert!(dev.open.lock().unwrap().is_empty());
         for fd in [p[0], p[1], null] {
@@ -447,7 +504,10 @@ mod tests {
             panic!("read-only open should pass through");
         };
         // A writer cannot use the read-only backing file.
-        assert_eq!(reg.acquire(&req(4, 3, libc::O_RDWR, Source::Fd(ro)), &c).0, Grant::SharedDirect(id));
+        assert_eq!(
+            reg.acquire(&req(4, 3, libc::O_RDWR, Source::Fd(ro)), &c).0,
+            Grant::SharedDirect(id)
+        );
         sys::close(ro);
         sys::close(rw);
     }
@@ -455,15 +515,26 @@ mod tests {
     #[test]
     fn fallbacks_have_reasons() {
         let (dev, reg, c) = setup();
-        let dir = unsafe { libc::open(c"/".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let dir = unsafe {
+            libc::open(
+                c"/".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         let fb = |r, e| Grant::Fallback(FallbackKind::Direct, r, e);
         let g = reg.acquire(&req(5, 1, libc::O_RDONLY, Source::Fd(dir)), &c).0;
         assert_eq!(g, fb(Counter::FallbackNotRegular, libc::EISDIR));
         // Separate inodes: a direct fallback blocks new backing files on its own inode.
         let g = reg.acquire(&req(15, 2, libc::O_RDONLY, Source::Fd(-7)), &c).0;
         assert_eq!(g, fb(Counter::FallbackBadFd, libc::EBADF));
-        let dead = OpenRequest { live: false, ..req(25, 3, libc::O_RDONLY, Source::Fd(dir)) };
-        assert_eq!(reg.acquire(&dead, &c).0, fb(Counter::FallbackNotLive, libc::EOPNOTSUPP));
+        let dead = OpenRequest {
+            live: false,
+            ..req(25, 3, libc::O_RDONLY, Source::Fd(dir))
+        };
+        assert_eq!(
+            reg.acquire(&dead, &c).0,
+            fb(Counter::FallbackNotLive, libc::EOPNOTSUPP)
+        );
         *dev.fail.lock().unwrap() = Some(libc::EPERM);
         let fd = file(libc::O_RDWR);
         let g = reg.acquire(&req(6, 1, libc::O_RDWR, Source::Fd(fd)), &c).0;
@@ -475,8 +546,14 @@ mod tests {
     #[test]
     fn server_ids_are_shared_but_never_closed() {
         let (dev, reg, c) = setup();
-        assert_eq!(reg.acquire(&req(9, 1, libc::O_RDWR, Source::ServerId(42)), &c).0, Grant::Passthrough(42));
-        assert_eq!(reg.acquire(&req(9, 2, libc::O_RDWR, Source::ServerId(43)), &c).0, Grant::Busy);
+        assert_eq!(
+            reg.acquire(&req(9, 1, libc::O_RDWR, Source::ServerId(42)), &c).0,
+            Grant::Passthrough(42)
+        );
+        assert_eq!(
+            reg.acquire(&req(9, 2, libc::O_RDWR, Source::ServerId(43)), &c).0,
+            Grant::Busy
+        );
         reg.release(9, 1, &c).unwrap();
         assert_eq!(c.get(Counter::BackingClosed), 0);
         assert!(dev.open.lock().unwrap().is_empty());

@@ -111,20 +111,35 @@ mod tests {
     #[test]
     fn fallbacks_carry_no_backing() {
         for fi in all_fi() {
-            let (f, id) = open_flags(Grant::Fallback(FallbackKind::Direct, Counter::FallbackDeclined, 0), &fi);
+            let (f, id) = open_flags(
+                Grant::Fallback(FallbackKind::Direct, Counter::FallbackDeclined, 0),
+                &fi,
+            );
             assert_eq!(id, 0);
             assert_eq!(f & OpenFlags::PASSTHROUGH.bits(), 0);
             assert_ne!(f & OpenFlags::DIRECT_IO.bits(), 0);
-            let (f, _) = open_flags(Grant::Fallback(FallbackKind::Cached, Counter::FallbackDeclined, 0), &fi);
+            let (f, _) = open_flags(
+                Grant::Fallback(FallbackKind::Cached, Counter::FallbackDeclined, 0),
+                &fi,
+            );
             assert_eq!(f & (OpenFlags::DIRECT_IO | OpenFlags::PASSTHROUGH).bits(), 0);
         }
     }
 
     #[test]
     fn create_reply_has_both_parts() {
-        let e = Entry { ino: 11, generation: 0, attr_timeout: 1.0, entry_timeout: 1.0, attr: Default::default() };
+        let e = Entry {
+            ino: 11,
+            generation: 0,
+            attr_timeout: 1.0,
+            entry_timeout: 1.0,
+            attr: Default::default(),
+        };
         let b = create_reply(&e, 99, 0x80, 4);
         assert_eq!(&b[0..8], &11u64.to_ne_bytes());
-        assert_eq!(crate::proto::parse_open_out(&b[ENTRY_OUT_LEN..]), Some((99, 0x80, 4)));
+        assert_eq!(
+            crate::proto::parse_open_out(&b[ENTRY_OUT_LEN..]),
+            Some((99, 0x80, 4))
+        );
     }
 }

@@ -15,7 +15,9 @@ use crate::counters::{Counter, Counters};
 use crate::fault::Faults;
 use crate::glue::{self, fuse_req_t, fuse_session};
 use crate::negotiate::{negotiate, Policy, Status};
-use crate::proto::{self, opcode, InHeader, InitOffer, OutHeader, IN_HEADER_LEN, MAX_STACK_DEPTH, OUT_HEADER_LEN};
+use crate::proto::{
+    self, opcode, InHeader, InitOffer, OutHeader, IN_HEADER_LEN, MAX_STACK_DEPTH, OUT_HEADER_LEN,
+};
 use crate::registry::{BackingDevice, FallbackKind, Grant, OpenRequest, Registry, Source, Ticket};
 use crate::reply::{self, FileInfo};
 use crate::sys;
@@ -122,8 +124,9 @@ impl Session {
         // a libfuse session that was destroyed without fpio_session_free():
         // its fd number or its memory has been reused. Retire it so it cannot
         // capture this session's requests.
-        let (stale, kept): (Vec<_>, Vec<_>) =
-            table.drain(..).partition(|s| s.se == se as usize || s.main_fd == main_fd);
+        let (stale, kept): (Vec<_>, Vec<_>) = table
+            .drain(..)
+            .partition(|s| s.se == se as usize || s.main_fd == main_fd);
         *table = kept;
         let dev_fd = sys::dup_cloexec(main_fd).map_err(NewError::Io)?;
         let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags));
@@ -214,7 +217,11 @@ impl Session {
             passthrough: !self.flags.contains(SessionFlags::NO_PASSTHROUGH),
             has_cap_sys_admin: self.has_cap_sys_admin,
             drop_writeback: self.flags.contains(SessionFlags::DROP_WRITEBACK),
-            stack_depth: if self.flags.contains(SessionFlags::STACK_DEPTH_2) { MAX_STACK_DEPTH } else { 1 },
+            stack_depth: if self.flags.contains(SessionFlags::STACK_DEPTH_2) {
+                MAX_STACK_DEPTH
+            } else {
+                1
+            },
             killpriv_v2: self.flags.contains(SessionFlags::KILLPRIV_V2),
         }
     }
@@ -259,13 +266,21 @@ impl Session {
         self.status.store(decision.status as u32, Ordering::Release);
         let patched = decision.patched?;
         let payload = patched.body();
-        let header = OutHeader { len: (OUT_HEADER_LEN + payload.len()) as u32, ..out }.encode();
+        let header = OutHeader {
+            len: (OUT_HEADER_LEN + payload.len()) as u32,
+            ..out
+        }
+        .encode();
         Some([&header[..], payload].concat())
     }
 
     /// After the patched INIT reply went out: the kernel has processed it.
     fn init_reply_sent(&self, res: isize) {
-        let status = if res < 0 { Status::NotNegotiated } else { self.probe() };
+        let status = if res < 0 {
+            Status::NotNegotiated
+        } else {
+            self.probe()
+        };
         self.status.store(status as u32, Ordering::Release);
     }
 
@@ -377,7 +392,11 @@ impl Session {
     /// `backing_close`. Errors are the errno passthrough could not be had for.
     pub fn backing_open(&self, ino: u64, fd: c_int) -> Result<u32, i32> {
         let access = sys::access_mode(fd)?;
-        let fi = FileInfo { fh: MANUAL_FH, flags: access, ..Default::default() };
+        let fi = FileInfo {
+            fh: MANUAL_FH,
+            flags: access,
+            ..Default::default()
+        };
         let (grant, ticket) = self.grant(ino, fd, &fi);
         let errno = match grant {
             Grant::Passthrough(id) => return Ok(id),
@@ -419,7 +438,12 @@ pub fn current_request_kills_suidgid() -> bool {
 
 /// The first live session `pred` accepts.
 pub fn find(pred: impl Fn(&Arc<Session>) -> bool) -> Option<Arc<Session>> {
-    SESSIONS.read().unwrap_or_else(|p| p.into_inner()).iter().find(|s| pred(s)).cloned()
+    SESSIONS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|s| pred(s))
+        .cloned()
 }
 
 /// Finds the session an io callback belongs to.
@@ -539,7 +563,13 @@ mod tests {
     }
 
     fn out(unique: u64, error: i32, body_len: usize) -> Vec<u8> {
-        OutHeader { len: (OUT_HEADER_LEN + body_len) as u32, error, unique }.encode().to_vec()
+        OutHeader {
+            len: (OUT_HEADER_LEN + body_len) as u32,
+            error,
+            unique,
+        }
+        .encode()
+        .to_vec()
     }
 
     #[test]
@@ -572,27 +602,45 @@ mod tests {
     #[test]
     fn init_reply_is_patched_once_and_only_for_its_unique() {
         let s = Session::unattached(SessionFlags::empty());
-        s.inspect_request(&request(opcode::INIT, 42, &init_body(7, 45, init_flag::PASSTHROUGH)));
+        s.inspect_request(&request(
+            opcode::INIT,
+            42,
+            &init_body(7, 45, init_flag::PASSTHROUGH),
+        ));
         let reply = init_body(7, 31, 0);
         assert_eq!(s.inspect_reply(&[&out(41, 0, reply.len()), &reply]), None);
         // The server's reply split over several iovecs, as libfuse may send it.
-        let msg = s.inspect_reply(&[&out(42, 0, reply.len()), &reply[..10], &reply[10..]]).unwrap();
+        let msg = s
+            .inspect_reply(&[&out(42, 0, reply.len()), &reply[..10], &reply[10..]])
+            .unwrap();
         let h = OutHeader::parse(&msg).unwrap();
         assert_eq!((h.unique, h.len as usize), (42, msg.len()));
         let patched = proto::InitReply::parse(&msg[OUT_HEADER_LEN..]).unwrap();
         assert_ne!(patched.flags() & init_flag::PASSTHROUGH, 0);
-        assert_eq!(s.inspect_reply(&[&out(42, 0, reply.len()), &reply]), None, "only once");
+        assert_eq!(
+            s.inspect_reply(&[&out(42, 0, reply.len()), &reply]),
+            None,
+            "only once"
+        );
     }
 
     #[test]
     fn odd_versions_and_oversized_replies() {
         let s = Session::unattached(SessionFlags::empty());
-        s.inspect_request(&request(opcode::INIT, 1, &init_body(8, 0, init_flag::PASSTHROUGH)));
+        s.inspect_request(&request(
+            opcode::INIT,
+            1,
+            &init_body(8, 0, init_flag::PASSTHROUGH),
+        ));
         let reply = init_body(8, 0, 0);
         // A major-version probe reply is left alone.
         assert_eq!(s.inspect_reply(&[&out(1, 0, reply.len()), &reply]), None);
         let s = Session::unattached(SessionFlags::empty());
-        s.inspect_request(&request(opcode::INIT, 2, &init_body(7, 45, init_flag::PASSTHROUGH)));
+        s.inspect_request(&request(
+            opcode::INIT,
+            2,
+            &init_body(7, 45, init_flag::PASSTHROUGH),
+        ));
         let mut big = init_body(7, 31, 0);
         big.resize(4096, 0xff);
         assert_eq!(s.inspect_reply(&[&out(2, 0, big.len()), &big]), None);

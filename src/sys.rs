@@ -25,7 +25,11 @@ pub fn errno() -> i32 {
 
 /// Registers `fd` as a backing file on the FUSE device `dev_fd`.
 pub fn backing_open(dev_fd: RawFd, fd: RawFd) -> Result<u32, i32> {
-    let map = BackingMap { fd, flags: 0, padding: 0 };
+    let map = BackingMap {
+        fd,
+        flags: 0,
+        padding: 0,
+    };
     // SAFETY: the ioctl reads a fuse_backing_map we own for the call's duration.
     let r = unsafe { libc::ioctl(dev_fd, FUSE_DEV_IOC_BACKING_OPEN, &map as *const BackingMap) };
     match r {
@@ -69,7 +73,11 @@ pub fn fstat(fd: RawFd) -> Result<FileId, i32> {
         return Err(errno());
     }
     let st = unsafe { st.assume_init() };
-    Ok(FileId { dev: st.st_dev, ino: st.st_ino, mode: st.st_mode })
+    Ok(FileId {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        mode: st.st_mode,
+    })
 }
 
 /// `O_ACCMODE` of an open fd.
@@ -133,7 +141,10 @@ struct CapData {
 }
 
 fn capget() -> Result<[CapData; 2], i32> {
-    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     let mut data = [CapData::default(); 2];
     // SAFETY: capget fills two CapData for version 3.
     let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr as *mut CapHeader, data.as_mut_ptr()) };
@@ -145,7 +156,10 @@ fn capget() -> Result<[CapData; 2], i32> {
 }
 
 fn capset(data: &[CapData; 2]) -> Result<(), i32> {
-    let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+    let mut hdr = CapHeader {
+        version: CAP_V3,
+        pid: 0,
+    };
     // SAFETY: capset reads two CapData for version 3; it changes this thread only.
     let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
     if r < 0 {
@@ -157,7 +171,9 @@ fn capset(data: &[CapData; 2]) -> Result<(), i32> {
 
 /// Whether the calling thread has `cap` in its effective set.
 pub fn has_effective_cap(cap: u32) -> bool {
-    capget().map(|d| d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0).unwrap_or(false)
+    capget()
+        .map(|d| d[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0)
+        .unwrap_or(false)
 }
 
 /// Runs `f` with `cap` dropped from this thread's effective set, then

@@ -37,7 +37,13 @@ fn median_ns(iters: u64, mut round: impl FnMut(u64)) -> f64 {
 
 fn main() {
     let path = std::env::temp_dir().join(format!("fpio-micro-{}", std::process::id()));
-    let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let _ = std::fs::remove_file(&path);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
     let reg = Registry::new(Box::new(NoKernel(AtomicU32::new(0))));
@@ -50,7 +56,10 @@ fn main() {
         live: true,
         fallback: FallbackKind::Direct,
     };
-    let fi = FileInfo { flags: libc::O_RDWR, ..Default::default() };
+    let fi = FileInfo {
+        flags: libc::O_RDWR,
+        ..Default::default()
+    };
     let mut sink = 0u64;
     let mut reply = |g| {
         let (flags, id) = open_flags(g, &fi);

@@ -30,14 +30,20 @@ impl BackingDevice for Shared {
         Ok(*n)
     }
     fn close(&self, id: u32) -> Result<(), i32> {
-        assert!(self.0.open.lock().unwrap().remove(&id), "closed id {id} twice or never opened");
+        assert!(
+            self.0.open.lock().unwrap().remove(&id),
+            "closed id {id} twice or never opened"
+        );
         Ok(())
     }
 }
 
 fuzz_target!(|data: &[u8]| {
     let dev = Arc::new(Dev::default());
-    let reg = Registry::new(Box::new(Shared(dev.clone(), Mutex::new(data.first().copied().unwrap_or(1)))));
+    let reg = Registry::new(Box::new(Shared(
+        dev.clone(),
+        Mutex::new(data.first().copied().unwrap_or(1)),
+    )));
     let c = Counters::default();
     let fds: Vec<RawFd> = (0..2)
         .map(|i| {
@@ -66,10 +72,16 @@ fuzz_target!(|data: &[u8]| {
                     access: libc::O_RDWR,
                     source,
                     live: kind & 4 == 0,
-                    fallback: if kind & 8 == 0 { FallbackKind::Direct } else { FallbackKind::Cached },
+                    fallback: if kind & 8 == 0 {
+                        FallbackKind::Direct
+                    } else {
+                        FallbackKind::Cached
+                    },
                 };
                 let (g, t) = reg.acquire(&req, &c);
-                if let (Grant::Passthrough(id) | Grant::SharedDirect(id), Some(cur)) = (g, reg.backing_id(ino)) {
+                if let (Grant::Passthrough(id) | Grant::SharedDirect(id), Some(cur)) =
+                    (g, reg.backing_id(ino))
+                {
                     assert_eq!(id, cur, "one backing id per inode");
                 }
                 if let Some(t) = t {
@@ -91,13 +103,22 @@ fuzz_target!(|data: &[u8]| {
                 let _ = reg.release(ino, fh + 100, &c); // unknown: must be ENOENT, harmless
             }
         }
-        assert_eq!(c.get(Counter::BackingIdsLive), c.get(Counter::BackingOpened) - c.get(Counter::BackingClosed));
-        assert_eq!(c.get(Counter::BackingIdsLive) as usize, dev.open.lock().unwrap().len());
+        assert_eq!(
+            c.get(Counter::BackingIdsLive),
+            c.get(Counter::BackingOpened) - c.get(Counter::BackingClosed)
+        );
+        assert_eq!(
+            c.get(Counter::BackingIdsLive) as usize,
+            dev.open.lock().unwrap().len()
+        );
     }
     for (i, f) in live.drain(..) {
         assert_eq!(reg.release(i, f, &c), Ok(()));
     }
-    assert!(dev.open.lock().unwrap().is_empty(), "ids left open after every release");
+    assert!(
+        dev.open.lock().unwrap().is_empty(),
+        "ids left open after every release"
+    );
     for fd in fds {
         // SAFETY: closing the memfds made above.
         unsafe { libc::close(fd) };

@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let error = i32::from(data[10] as i8);
     let reply = &data[11..];
-    let d = negotiate(if bits & 32 != 0 { None } else { Some(&offer) }, error, reply, &policy);
+    let d = negotiate(
+        if bits & 32 != 0 { None } else { Some(&offer) },
+        error,
+        reply,
+        &policy,
+    );
     match d.patched {
         Some(p) => {
             assert_eq!(d.status, Status::Live);
@@ -36,7 +41,13 @@ fuzz_target!(|data: &[u8]| {
             assert!((1..=2).contains(&p.max_stack_depth()));
             assert_eq!(p.body().len(), 64);
             // The patch is stable: parsing what fpio sends gives the same reply.
-            assert_eq!(InitReply::parse(p.body()).unwrap(), InitReply { sent_len: 64, ..p.clone() });
+            assert_eq!(
+                InitReply::parse(p.body()).unwrap(),
+                InitReply {
+                    sent_len: 64,
+                    ..p.clone()
+                }
+            );
         }
         None => assert_ne!(d.status, Status::Live),
     }

@@ -37,13 +37,19 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert_eq!(flags & (1 << 7), 0, "no PASSTHROUGH without a backing id");
     }
-    assert_eq!(parse_open_out(&open_reply(fi.fh, flags, backing)), Some((fi.fh, flags, backing)));
+    assert_eq!(
+        parse_open_out(&open_reply(fi.fh, flags, backing)),
+        Some((fi.fh, flags, backing))
+    );
     let e = Entry {
         ino: u64::from(word(22)),
         generation: 0,
         attr_timeout: f64::from_bits(u64::from(word(26)) << 32),
         entry_timeout: f64::from(word(22) as i32),
-        attr: Attr { size: u64::from(word(26)), ..Default::default() },
+        attr: Attr {
+            size: u64::from(word(26)),
+            ..Default::default()
+        },
     };
     let c = create_reply(&e, fi.fh, flags, backing);
     assert_eq!(parse_open_out(&c[128..]), Some((fi.fh, flags, backing)));
