@@ -37,7 +37,7 @@ asan_tests=${FPIO_SAN_ASAN_TESTS:-"--suite unit --suite mount; integrity-direct-
 # and fails about 2 runs in 3 with a server this slow; memcheck itself is clean
 # there. Add new mount tests here by name.)
 valgrind_tests=${FPIO_SAN_VALGRIND_TESTS:-"api session passthrough-live sharing mode-conflicts
-  fallback-no-passthrough fallback-direct fallback-cached setuid-passthrough setuid-direct
+  fallback-no-passthrough fallback-direct fallback-cached setuid-passthrough setuid-direct killpriv
   integrity-direct-buffered faults-reply"}
 
 summary=()
