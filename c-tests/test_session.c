@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/check.h"
+#include "lib/server_io.h"
 
 #define SENTINEL32 0xa5a5a5a5u
 #define SENTINEL64 0xa5a5a5a5a5a5a5a5ull
@@ -176,27 +177,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi) {
-  char buf[4096];
-  ssize_t n;
   (void)ino;
-  g.reads++;
-  n = pread((int)fi->fh, buf, size < sizeof buf ? size : sizeof buf, off);
-  if (n < 0)
-    fuse_reply_err(req, errno);
-  else
-    fuse_reply_buf(req, buf, (size_t)n);
+  test_server_read(req, size, off, fi, &g.reads);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                      off_t off, struct fuse_file_info *fi) {
-  ssize_t n;
   (void)ino;
-  g.writes++;
-  n = pwrite((int)fi->fh, buf, size, off);
-  if (n < 0)
-    fuse_reply_err(req, errno);
-  else
-    fuse_reply_write(req, (size_t)n);
+  test_server_write(req, buf, size, off, fi, &g.writes);
 }
 
 static const struct fuse_lowlevel_ops ops = {

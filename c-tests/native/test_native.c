@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "../lib/check.h"
+#include "../lib/server_io.h"
 
 #if FUSE_MAJOR_VERSION < 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION < 17)
 #error "test_native needs libfuse >= 3.17 (meson builds it only then)"
@@ -327,27 +328,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi) {
-  char buf[65536];
-  ssize_t n;
   (void)ino;
-  g.reads++;
-  n = pread((int)fi->fh, buf, size < sizeof buf ? size : sizeof buf, off);
-  if (n < 0)
-    fuse_reply_err(req, errno);
-  else
-    fuse_reply_buf(req, buf, (size_t)n);
+  test_server_read(req, size, off, fi, &g.reads);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
                      off_t off, struct fuse_file_info *fi) {
-  ssize_t n;
   (void)ino;
-  g.writes++;
-  n = pwrite((int)fi->fh, buf, size, off);
-  if (n < 0)
-    fuse_reply_err(req, errno);
-  else
-    fuse_reply_write(req, (size_t)n);
+  test_server_write(req, buf, size, off, fi, &g.writes);
 }
 
 static const struct fuse_lowlevel_ops ops = {
