@@ -310,10 +310,16 @@ static int deathwrite(const char *path, long mib, const char *marker, const char
   while (!expired() && access(stop, F_OK) != 0) {
     off_t off = (off_t)(mib + after % 32) * CHUNK;
     fill(b, (uint64_t)off, CHUNK, (uint64_t)gen);
-    if (pwrite(fd, b, CHUNK, off) != CHUNK) {
-      e = errno;
-      break;
+    /* A server that dies mid-write can leave a short write; the rest of the
+     * chunk then meets the real error. */
+    for (size_t done = 0; done < CHUNK && !e;) {
+      ssize_t n = pwrite(fd, b + done, CHUNK - done, off + (off_t)done);
+      if (n > 0)
+        done += (size_t)n;
+      else
+        e = n < 0 ? errno : EIO;
     }
+    if (e) break;
     after++;
     if (after % 32 == 0) gen++;
   }

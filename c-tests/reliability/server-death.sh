@@ -47,8 +47,8 @@ out=$(stat "$mnt/never-looked-up" 2>&1) && fail "a lookup on the dead mount succ
 # passthrough: it writes to the backing file and must be told to stop.
 [ "$mode" = passthrough ] && touch "$sync/stop"
 fpio_poll 30 "writer end" eval '! fpio_pid_alive "$writer"'
-fpio_bg_wait "$writer"
 cat "$FPIO_TMP/writer.out" >&2
+fpio_bg_wait "$writer"
 if [ "$mode" = direct ]; then
   grep -Eq 'ended by (Transport endpoint is not connected|Software caused connection abort)' \
     "$FPIO_TMP/writer.out" || fail "direct-io writes did not fail with ENOTCONN/ECONNABORTED"
