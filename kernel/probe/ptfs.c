@@ -44,6 +44,15 @@ static int data_attr(struct fuse_attr *a)
 	return 0;
 }
 
+/* GETATTR and SETATTR both answer with the data file's attributes or an error. */
+static void reply_attr_or_err(uint64_t unique, int err, const struct fuse_attr *a)
+{
+	if (err)
+		fw_reply(devfd, unique, err, NULL, 0);
+	else
+		fw_reply_attr(devfd, unique, a, 3600);
+}
+
 static void handle(struct fuse_in_header *ih, void *arg)
 {
 	uint64_t u = ih->unique;
@@ -99,10 +108,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		} else {
 			err = data_attr(&a);
 		}
-		if (err)
-			fw_reply(devfd, u, err, NULL, 0);
-		else
-			fw_reply_attr(devfd, u, &a, 3600);
+		reply_attr_or_err(u, err, &a);
 		break;
 	case FUSE_SETATTR: {
 		struct fuse_setattr_in *in = arg;
@@ -116,10 +122,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			err = -errno;
 		if (!err)
 			err = data_attr(&a);
-		if (err)
-			fw_reply(devfd, u, err, NULL, 0);
-		else
-			fw_reply_attr(devfd, u, &a, 3600);
+		reply_attr_or_err(u, err, &a);
 		break;
 	}
 	case FUSE_OPEN: {
