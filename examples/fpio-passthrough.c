@@ -74,6 +74,9 @@ static struct {
 	struct inode **buckets;
 	size_t nbuckets, count;
 
+	/* Requests that reached this server's own handlers, whatever the transport. */
+	atomic_ullong served_read, served_write, served_getxattr;
+
 	char *counters_path, *counters_tmp;
 	pthread_mutex_t counters_lock;
 	atomic_bool counters_written, stopping;
@@ -289,7 +292,11 @@ static void write_counters(void)
 {
 	pthread_mutex_lock(&fs.counters_lock);
 	int fd = open(fs.counters_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int err = fd < 0 ? -errno : fpio_session_write_counters(fs.fpio, fd);
+	int err = fd < 0 ? -errno : fs.fpio ? fpio_session_write_counters(fs.fpio, fd) : 0;
+	if (!err && dprintf(fd, "server_read %llu\nserver_write %llu\nserver_getxattr %llu\n",
+			    atomic_load(&fs.served_read), atomic_load(&fs.served_write),
+			    atomic_load(&fs.served_getxattr)) < 0)
+		err = -EIO;
 	if (fd >= 0 && close(fd) < 0 && !err)
 		err = -errno;
 	if (!err && rename(fs.counters_tmp, fs.counters_path) < 0)
@@ -521,6 +528,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	(void)ino;
+	atomic_fetch_add_explicit(&fs.served_read, 1, memory_order_relaxed);
 	/* libfuse preads the fd (handling EOF and short reads) straight into the reply. */
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -533,6 +541,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		     off_t off, struct fuse_file_info *fi)
 {
 	int fd = (int)fi->fh;
+	atomic_fetch_add_explicit(&fs.served_write, 1, memory_order_relaxed);
 	/* The kernel sends no SETATTR to clear set-uid before a direct-io write, and with
 	 * KILLPRIV_V2 it marks the request instead, so the server clears the bits. */
 	if (fuse_req_ctx(req)->uid != 0 || fpio_request_kills_suidgid())
@@ -687,6 +696,7 @@ static void reply_xattr(fuse_req_t req, size_t size, char *buf, ssize_t res)
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	char path[PROC_PATH_MAX];
+	atomic_fetch_add_explicit(&fs.served_getxattr, 1, memory_order_relaxed);
 	char *buf = size ? malloc(size) : NULL;
 	if (size && !buf) {
 		fuse_reply_err(req, ENOMEM);

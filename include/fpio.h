@@ -434,7 +434,10 @@ const char *fpio_status_str(uint32_t status);
 
 /**
  * What the kernel offered in its INIT request: the 64-bit INIT flags
- * (flags | flags2 << 32) and the protocol minor version.
+ * (flags | flags2 << 32) and the protocol minor version. Where fpio does not
+ * see the request (libfuse refuses custom io), the flags are rebuilt from
+ * what libfuse reports in init(): FUSE_PASSTHROUGH, FUSE_DIRECT_IO_ALLOW_MMAP,
+ * FUSE_HANDLE_KILLPRIV_V2 and FUSE_WRITEBACK_CACHE only.
  * Returns 0; -EINVAL for bad arguments; -EAGAIN before INIT.
  */
 int fpio_session_kernel_offer(const struct fpio_session *session,
@@ -478,11 +481,14 @@ int fpio_session_register_errno(const struct fpio_session *session, int *errno_o
  * -ESTALE if `backing_fd` is another file than the inode's live backing
  * file (the open was answered ESTALE, so the kernel looks the name up again
  * and retries the open once: give the new file a new node id in that
- * lookup, as after an overlay copy-up); -EBUSY (answered EBUSY, see -1
- * above); -EINVAL for a NULL `fi` or a freed handle (answered as with a
- * NULL session when `fi` is set, EIO otherwise); or the negative errno of a
- * reply that could not be sent (e.g. -ENOENT: the open was interrupted), in
- * which case the registration is undone.
+ * lookup, or pass -1 for files whose backing file can change under live
+ * opens); -EBUSY (answered EBUSY, see -1 above); -EINVAL for a NULL `fi`
+ * (answered EIO); or the negative errno of a reply that could not be sent
+ * (e.g. -ENOENT: the open was interrupted), in which case the registration
+ * is undone. A freed handle is answered as with a NULL session.
+ *
+ * The open exists (and a release will come) exactly when the result is >= 0:
+ * on < 0, close the fd you opened for it.
  *
  * Thread safety: any thread, concurrently with other opens and releases.
  */

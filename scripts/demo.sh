@@ -66,7 +66,7 @@ median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 echo
 echo "fpio demo: libfuse $(pkg-config --modversion fuse3), kernel $(uname -r)"
 echo "passthrough: $status"
-echo "server-side requests: READ $(counter req_read), WRITE $(counter req_write), GETXATTR $(counter req_getxattr)"
+echo "server-side requests: READ $(counter server_read), WRITE $(counter server_write), GETXATTR $(counter server_getxattr)"
 echo "opens: passthrough $(counter opens_passthrough), direct $(counter opens_direct), cached $(counter opens_cached); backing ids registered $(counter backing_opened), live $(counter backing_ids_live)"
 echo
 printf '%-36s %12s %12s %8s\n' "workload ($JOBS jobs on one ${SIZE_MB} MiB file)" "native MB/s" "fpio MB/s" "ratio"

@@ -330,7 +330,10 @@ pub extern "C" fn fpio_status_str(status: u32) -> *const c_char {
 }
 
 /// What the kernel offered in its INIT request: the 64-bit INIT flags
-/// (flags | flags2 << 32) and the protocol minor version.
+/// (flags | flags2 << 32) and the protocol minor version. Where fpio does not
+/// see the request (libfuse refuses custom io), the flags are rebuilt from
+/// what libfuse reports in init(): FUSE_PASSTHROUGH, FUSE_DIRECT_IO_ALLOW_MMAP,
+/// FUSE_HANDLE_KILLPRIV_V2 and FUSE_WRITEBACK_CACHE only.
 /// Returns 0; -EINVAL for bad arguments; -EAGAIN before INIT.
 #[no_mangle]
 pub extern "C" fn fpio_session_kernel_offer(
@@ -412,11 +415,14 @@ fn reply_boundary(req: fuse_req_t, f: impl FnOnce(&Cell<bool>) -> c_int) -> c_in
 /// -ESTALE if `backing_fd` is another file than the inode's live backing
 /// file (the open was answered ESTALE, so the kernel looks the name up again
 /// and retries the open once: give the new file a new node id in that
-/// lookup, as after an overlay copy-up); -EBUSY (answered EBUSY, see -1
-/// above); -EINVAL for a NULL `fi` or a freed handle (answered as with a
-/// NULL session when `fi` is set, EIO otherwise); or the negative errno of a
-/// reply that could not be sent (e.g. -ENOENT: the open was interrupted), in
-/// which case the registration is undone.
+/// lookup, or pass -1 for files whose backing file can change under live
+/// opens); -EBUSY (answered EBUSY, see -1 above); -EINVAL for a NULL `fi`
+/// (answered EIO); or the negative errno of a reply that could not be sent
+/// (e.g. -ENOENT: the open was interrupted), in which case the registration
+/// is undone. A freed handle is answered as with a NULL session.
+///
+/// The open exists (and a release will come) exactly when the result is >= 0:
+/// on < 0, close the fd you opened for it.
 ///
 /// Thread safety: any thread, concurrently with other opens and releases.
 #[no_mangle]
@@ -486,16 +492,15 @@ pub extern "C" fn fpio_reply_create(
     })
 }
 
-/// The result of a reply fpio left to libfuse: a NULL session is the
-/// "without fpio" case and not an error; a freed handle is.
+/// The result of a reply fpio left to libfuse. Whether the open exists
+/// must be clear from the sign alone (a release follows exactly when the
+/// result is >= 0), so a freed handle answered plainly is not an error here;
+/// FPIO_LOG reports it.
 fn plain_result(null_session: bool, rc: c_int) -> c_int {
-    if rc < 0 {
-        rc
-    } else if null_session {
-        0
-    } else {
-        -libc::EINVAL
+    if rc >= 0 && !null_session {
+        crate::log::unknown_handle();
     }
+    rc.min(0)
 }
 
 fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {

@@ -49,3 +49,7 @@ pub fn freed(how: &str, counters: &str) {
         }
     }
 }
+
+pub fn unknown_handle() {
+    line(format_args!("a reply got a freed or unknown session handle; answered as plain libfuse"));
+}

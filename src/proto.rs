@@ -119,6 +119,30 @@ pub struct InitOffer {
 }
 
 impl InitOffer {
+    /// An offer rebuilt from what libfuse reports as capable (where fpio did
+    /// not see the INIT request itself): only these flags are known.
+    pub fn from_capable(
+        major: u32,
+        minor: u32,
+        passthrough: bool,
+        direct_io_allow_mmap: bool,
+        killpriv_v2: bool,
+        writeback: bool,
+    ) -> Self {
+        let mut flags = init_flag::INIT_EXT;
+        for (on, f) in [
+            (passthrough, init_flag::PASSTHROUGH),
+            (direct_io_allow_mmap, init_flag::DIRECT_IO_ALLOW_MMAP),
+            (killpriv_v2, init_flag::HANDLE_KILLPRIV_V2),
+            (writeback, init_flag::WRITEBACK_CACHE),
+        ] {
+            if on {
+                flags |= f;
+            }
+        }
+        InitOffer { major, minor, flags }
+    }
+
     /// Parses the body of an INIT request (after the in header).
     pub fn parse(body: &[u8]) -> Option<Self> {
         let major = u32_at(body, 0)?;

@@ -343,10 +343,12 @@ impl Session {
             glue::version_runtime() / 100,
             glue::version_runtime() % 100,
             if self.native_api { "native" } else { "INIT-reply" },
-            if self.wire {
+            if !self.wire {
+                "custom io refused by libfuse: request counters unavailable"
+            } else if self.requests_observed() {
                 "requests observed through custom io"
             } else {
-                "custom io refused by libfuse: request counters unavailable"
+                "custom io, but requests spliced or over io_uring: request counters unavailable"
             },
             match self.transport() {
                 Transport::Unknown => "transport not seen yet",
@@ -420,6 +422,18 @@ impl Session {
         }
         // SAFETY: per this function's contract.
         let info = unsafe { glue::conn_read(conn) };
+        if self.native_api && self.offer().is_none() {
+            // fpio did not see the INIT request (no custom io): what libfuse
+            // says the kernel offered, for the flags fpio knows.
+            *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(InitOffer::from_capable(
+                info.proto_major,
+                info.proto_minor,
+                info.capable_passthrough != 0,
+                info.capable_direct_io_allow_mmap != 0,
+                info.capable_killpriv_v2 != 0,
+                info.capable_writeback != 0,
+            ));
+        }
         let kernel_offers = if self.native_api {
             info.capable_passthrough != 0
         } else {

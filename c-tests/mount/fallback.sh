@@ -20,8 +20,8 @@ check_counters() {
   fpio_snapshot
   fpio_expect opens_passthrough -eq 0
   fpio_expect backing_ids_live -eq 0
-  fpio_expect req_write -gt 0
-  fpio_expect req_read -gt 0
+  fpio_expect server_write -gt 0
+  fpio_expect server_read -gt 0
   case $scenario in
   no-passthrough)
     fpio_expect_status disabled

@@ -22,14 +22,14 @@ for f in plain held; do printf 'original contents\n' >"$src/$f"; chmod 0777 "$sr
 fpio_mount "$src" "$FPIO_TMP/mnt" --mode=passthrough --killpriv-v2 -o allow_other
 fpio_snapshot
 fpio_expect_status live
-x0=$(fpio_val req_getxattr)
+x0=$(fpio_val server_getxattr)
 
 # 1. No GETXATTR per write.
 as_nobody dd if=/dev/zero of="$FPIO_MNT/plain" bs=4096 count=1000 conv=notrunc status=none ||
   fail "nobody could not write plain"
 fpio_snapshot
-fpio_expect req_write -eq 0
-xattr_reqs=$(($(fpio_val req_getxattr) - x0))
+fpio_expect server_write -eq 0
+xattr_reqs=$(($(fpio_val server_getxattr) - x0))
 fpio_log "1,000 passthrough writes cost $xattr_reqs GETXATTR (libfuse $FPIO_LIBFUSE)"
 if [ "$FPIO_LIBFUSE" -lt 317 ]; then
   [ "$xattr_reqs" -le 4 ] || fail "$xattr_reqs GETXATTR for 1,000 writes: the per-write round trip is back"

@@ -14,8 +14,8 @@ run_case() {
   fpio_expect_status live
   wl_pwriters "$@"
   fpio_snapshot
-  fpio_expect req_write -eq 0
-  fpio_expect req_read -eq 0
+  fpio_expect server_write -eq 0
+  fpio_expect server_read -eq 0
   fpio_expect opens_passthrough -ge 8
   fpio_unmount
   fpio_expect backing_ids_live -eq 0

@@ -13,13 +13,13 @@ fpio_expect_status live
 wl_bigfile
 
 fpio_snapshot
-fpio_expect req_read -eq 0
-fpio_expect req_write -eq 0
+fpio_expect server_read -eq 0
+fpio_expect server_write -eq 0
 fpio_expect opens_passthrough -ge 2
-fpio_log "info: req_getxattr = $(fpio_val req_getxattr), req_total = $(fpio_val req_total)"
+fpio_log "info: server_getxattr = $(fpio_val server_getxattr), req_total = $(fpio_val req_total)"
 
 fpio_unmount
-fpio_expect req_read -eq 0
-fpio_expect req_write -eq 0
+fpio_expect server_read -eq 0
+fpio_expect server_write -eq 0
 fpio_expect backing_ids_live -eq 0
 fpio_expect backing_closed -eq "$(fpio_val backing_opened)"

@@ -37,6 +37,6 @@ for f in suid sgid; do
   [ "$mounted" = 777 ] || fail "$f: stat through the mount shows $mounted after an unprivileged write"
 done
 fpio_snapshot
-fpio_log "info: opens_passthrough=$(fpio_val opens_passthrough) req_write=$(fpio_val req_write)"
+fpio_log "info: opens_passthrough=$(fpio_val opens_passthrough) server_write=$(fpio_val server_write)"
 
 fpio_unmount

@@ -60,16 +60,16 @@ case $mode in
 passthrough)
   fpio_expect_status live
   fpio_expect opens_passthrough -gt 0
-  fpio_expect req_read -eq 0
-  fpio_expect req_write -eq 0
+  fpio_expect server_read -eq 0
+  fpio_expect server_write -eq 0
   ;;
 direct)
   fpio_expect opens_direct -gt 0
-  fpio_expect req_write -gt 0
+  fpio_expect server_write -gt 0
   ;;
 cached)
   fpio_expect opens_cached -gt 0
-  fpio_expect req_write -gt 0
+  fpio_expect server_write -gt 0
   ;;
 esac
 fpio_expect reply_failed -eq 0

@@ -203,6 +203,8 @@ struct fpioglue_conn {
 	uint32_t want_writeback;
 	uint32_t want_splice_read;
 	uint32_t want_killpriv_v2;
+	uint32_t proto_major, proto_minor;
+	uint32_t capable_writeback;
 };
 
 /* What fpio wants changed; only set flags act. */
@@ -227,6 +229,9 @@ void fpioglue_conn_read(const struct fuse_conn_info *conn, struct fpioglue_conn 
 	memset(out, 0, sizeof(*out));
 	out->want_writeback = !!(GLUE_WANTS(conn) & FUSE_CAP_WRITEBACK_CACHE);
 	out->want_splice_read = !!(GLUE_WANTS(conn) & FUSE_CAP_SPLICE_READ);
+	out->proto_major = conn->proto_major;
+	out->proto_minor = conn->proto_minor;
+	out->capable_writeback = !!(conn->capable & FUSE_CAP_WRITEBACK_CACHE);
 #if GLUE_NATIVE_API
 	out->native_api = 1;
 	out->capable_passthrough = !!(conn->capable_ext & FUSE_CAP_PASSTHROUGH);

@@ -99,6 +99,9 @@ pub struct ConnInfo {
     pub want_writeback: u32,
     pub want_splice_read: u32,
     pub want_killpriv_v2: u32,
+    pub proto_major: u32,
+    pub proto_minor: u32,
+    pub capable_writeback: u32,
 }
 
 /// What fpio changes in the connection's wants.
