@@ -8,6 +8,8 @@
  * Needs root and /dev/fuse (TAP skip otherwise, or a failure when
  * FPIO_REQUIRE_MOUNT=1). */
 #define _GNU_SOURCE
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
 #include <fpio.h>
 
 #include <errno.h>
@@ -54,6 +56,8 @@ static struct {
   int app_cmd, app_res; /* pipes to and from it */
   /* set by the test thread before it opens */
   _Atomic int plan;
+  /* the server's own io mode for opens without passthrough: cached or direct */
+  _Atomic int cached;
   /* recorded by the server thread */
   _Atomic int open_ret;
   _Atomic uint32_t open_flags;
@@ -105,6 +109,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     return;
   }
   fi->fh = (uint64_t)fh;
+  fi->direct_io = !g.cached;
   switch (g.plan) {
   case PLAN_GOOD: case PLAN_NULL_FI: case PLAN_NULL_SESSION:
     backing = fh;
@@ -187,7 +192,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   test_server_write(req, buf, size, off, fi, &g.writes);
 }
 
+static void op_init(void *userdata, struct fuse_conn_info *conn) {
+  (void)userdata;
+  fpio_session_init(g.fs, conn);
+}
+
 static const struct fuse_lowlevel_ops ops = {
+    .init = op_init,
     .lookup = op_lookup,
     .getattr = op_getattr,
     .open = op_open,
@@ -416,7 +427,12 @@ static int wait_opens(int n) { return wait_count(&g.opens_done, n, "recorded ope
 
 /* App process + mount + fpio session (flags) + loop; INIT answered. The app
  * is forked first so it holds no /dev/fuse fd. */
+/* Not an fpio flag: the test server answers opens it serves itself cached. */
+#define SERVE_CACHED (1u << 31)
+
 static int serve(uint32_t flags) {
+  g.cached = (flags & SERVE_CACHED) != 0;
+  flags &= ~SERVE_CACHED;
   if (make_dirs() != 0 || app_start() != 0 || mount_session() != 0) return -1;
   if (fpio_session_new(g.se, flags, &g.fs) != 0) return -1;
   if (start_loop() != 0) return -1;
@@ -582,7 +598,7 @@ static void check_fallback(int plan, uint32_t session_flags, uint32_t reason) {
   CHECK_EQ(g.open_ret, 0);
   CHECK(!fpio_iomode_is_passthrough(g.open_flags));
   CHECK_EQ(g.open_flags & FPIO_FOPEN_PASSTHROUGH, 0);
-  if (session_flags & FPIO_SESSION_FALLBACK_CACHED) {
+  if (session_flags & SERVE_CACHED) {
     CHECK(fpio_iomode_is_cached(g.open_flags));
     CHECK_EQ(counter(FPIO_COUNTER_OPENS_CACHED), 1);
   } else {
@@ -625,7 +641,7 @@ static void test_open_not_live(void) {
                  FPIO_COUNTER_FALLBACK_NOT_LIVE);
 }
 static void test_open_declined_cached_policy(void) {
-  check_fallback(PLAN_DECLINE, FPIO_SESSION_FALLBACK_CACHED,
+  check_fallback(PLAN_DECLINE, SERVE_CACHED,
                  FPIO_COUNTER_FALLBACK_DECLINED);
 }
 
@@ -637,8 +653,8 @@ static void test_status_disabled(void) {
   stop_serving();
 }
 
-/* NULL fi / NULL session with a real request: -EINVAL and the app gets EIO,
- * not a hang (the request must still be answered). */
+/* NULL fi with a real request: -EINVAL and the app gets EIO, not a hang (the
+ * request must still be answered). */
 static void check_bad_reply_args(int plan) {
   if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
   g.plan = plan;
@@ -650,21 +666,37 @@ static void check_bad_reply_args(int plan) {
 }
 
 static void test_reply_open_null_fi(void) { check_bad_reply_args(PLAN_NULL_FI); }
-static void test_reply_open_null_session_real_req(void) {
-  check_bad_reply_args(PLAN_NULL_SESSION);
+
+/* A NULL session is "without fpio": the open is answered as
+ * fuse_reply_open(req, fi) would, and the application's io reaches the server. */
+static void test_reply_open_null_session_is_plain_libfuse(void) {
+  if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
+  g.plan = PLAN_NULL_SESSION;
+  CHECK_EQ(app(APP_RW), 0);
+  CHECK_EQ(wait_opens(1), 0);
+  CHECK_EQ(g.open_ret, 0);
+  CHECK_EQ(g.open_flags, SENTINEL32); /* not written for a NULL session */
+  CHECK(g.writes >= 1 && g.reads >= 1);
+  CHECK_EQ(counter(FPIO_COUNTER_OPENS_DIRECT) + counter(FPIO_COUNTER_OPENS_PASSTHROUGH), 0);
+  CHECK_EQ(wait_releases(1), 0);
+  CHECK_EQ(g.release_ret, -ENOENT); /* fpio never saw that open */
+  stop_serving();
 }
 
-/* A second backing file for an inode that has one: EBUSY, not EIO. */
-static void test_open_other_backing_is_ebusy(void) {
+/* Another file for an inode whose backing file is live: ESTALE, not EIO. The
+ * kernel looks the name up again and retries once; this server's lookup
+ * keeps the node id, so the retry is refused too and the application sees
+ * ESTALE (a server that gives the new file a new node id gets it opened). */
+static void test_open_other_backing_is_estale(void) {
   if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
   g.plan = PLAN_GOOD;
   CHECK_EQ(app(APP_RW_HOLD), 0);
   CHECK_EQ(wait_opens(1), 0);
   g.plan = PLAN_OTHER_FILE;
-  CHECK_EQ(app(APP_OPEN_HOLD), -EBUSY);
-  CHECK_EQ(wait_opens(2), 0);
-  CHECK_EQ(g.open_ret, -EBUSY);
-  CHECK_EQ(counter(FPIO_COUNTER_BUSY_REFUSED), 1);
+  CHECK_EQ(app(APP_OPEN_HOLD), -ESTALE);
+  CHECK_EQ(wait_opens(3), 0);
+  CHECK_EQ(g.open_ret, -ESTALE);
+  CHECK_EQ(counter(FPIO_COUNTER_STALE_REFUSED), 2);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 1);
   CHECK_EQ(app(APP_CLOSE_ALL), 0);
   CHECK_EQ(wait_releases(1), 0);
@@ -706,7 +738,7 @@ static void test_create_null_entry(void) {
  * ETXTBSY, so fpio must fall back instead, and passthrough returns once the
  * cached open is gone. */
 static void test_cached_then_passthrough(void) {
-  if (serve(FPIO_SESSION_FALLBACK_CACHED) != 0) { check_failed_now++; stop_serving(); return; }
+  if (serve(SERVE_CACHED) != 0) { check_failed_now++; stop_serving(); return; }
   g.plan = PLAN_DECLINE;
   CHECK_EQ(app(APP_RW_HOLD), 0);
   CHECK_EQ(wait_opens(1), 0);
@@ -751,7 +783,7 @@ static void check_passthrough_then_declined(uint32_t session_flags) {
 
 static void test_passthrough_then_declined(void) { check_passthrough_then_declined(0); }
 static void test_passthrough_then_declined_cached_policy(void) {
-  check_passthrough_then_declined(FPIO_SESSION_FALLBACK_CACHED);
+  check_passthrough_then_declined(SERVE_CACHED);
 }
 
 static int mounts_possible(void) {
@@ -793,8 +825,8 @@ int main(void) {
   RUN_SERVED(test_open_not_live);
   RUN_SERVED(test_open_declined_cached_policy);
   RUN_SERVED(test_reply_open_null_fi);
-  RUN_SERVED(test_reply_open_null_session_real_req);
-  RUN_SERVED(test_open_other_backing_is_ebusy);
+  RUN_SERVED(test_reply_open_null_session_is_plain_libfuse);
+  RUN_SERVED(test_open_other_backing_is_estale);
   RUN_SERVED(test_create_passthrough);
   RUN_SERVED(test_create_null_entry);
   check_group_end();

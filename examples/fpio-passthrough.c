@@ -1,18 +1,21 @@
 /* fpio-passthrough: mirror a directory through FUSE, with kernel passthrough via fpio.
  *
  *   fpio-passthrough [-f] [--mode=passthrough|direct|cached] [--threads=N]
- *                    [--no-passthrough] [--counters-file=PATH] [--timeout=SEC]
+ *                    [--no-passthrough] [--killpriv-v2] [--writeback] [--no-fpio]
+ *                    [--counters-file=PATH] [--timeout=SEC]
  *                    [-o opts] SOURCE MOUNTPOINT
  *
  * A plain libfuse lowlevel server; everything not marked "fpio:" is what any mirroring
- * server does. The five fpio calls:
+ * server does. The six fpio calls:
  *   fpio_session_new()   after fuse_session_mount(): attach to the session
+ *   fpio_session_init()  at the end of init()
  *   fpio_reply_open()    instead of fuse_reply_open()
  *   fpio_reply_create()  instead of fuse_reply_create()
  *   fpio_release()       in release, before closing the fd
  *   fpio_session_free()  at the end
- * and fpio_request_kills_suidgid() in write, setattr and O_TRUNC opens, because the
- * session negotiates KILLPRIV_V2 (no GETXATTR round trip per passthrough write).
+ * With --killpriv-v2 the session negotiates KILLPRIV_V2 where fpio can (no GETXATTR
+ * round trip per passthrough write), and fpio_request_kills_suidgid() tells write,
+ * setattr and O_TRUNC opens when to clear set-uid.
  *
  * Modes: passthrough (default) hands each open's fd to the kernel, so reads and writes of
  * regular files never reach this process; direct and cached serve the I/O here with
@@ -25,8 +28,8 @@
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
 
-#include <fpio.h>
 #include <fuse_lowlevel.h>
+#include <fpio.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -64,6 +67,7 @@ static struct {
 	enum io_mode mode;
 	double timeout;
 	bool as_caller; /* running as root: create nodes with the caller's ids */
+	bool writeback; /* ask for the writeback cache in init() */
 
 	struct inode root;
 	pthread_mutex_t lock; /* the inode table below and every nlookup */
@@ -248,10 +252,11 @@ static int server_open_flags(int flags)
 	return (flags & ~(O_NOFOLLOW | O_DIRECT)) | O_CLOEXEC;
 }
 
-/* The io mode of every open this server replies to. */
+/* The io mode of every open this server serves itself (and of passthrough opens fpio
+ * cannot pass through). */
 static void set_io_mode(struct fuse_file_info *fi)
 {
-	fi->direct_io = fs.mode == MODE_DIRECT; /* fpio adds PARALLEL_DIRECT_WRITES */
+	fi->direct_io = fs.mode != MODE_CACHED; /* fpio adds PARALLEL_DIRECT_WRITES */
 	fi->keep_cache = 0;
 }
 
@@ -478,8 +483,8 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = fd;
 	set_io_mode(fi);
 	/* fpio: replies like fuse_reply_open(), with the fd as passthrough backing file when
-	 * the kernel allows it (else the session's fallback mode). It always answers req;
-	 * on failure the open did not happen, so no release will follow. */
+	 * the kernel allows it (else exactly as fuse_reply_open(req, fi)). It always answers
+	 * req; on failure the open did not happen, so no release will follow. */
 	if (fpio_reply_open(fs.fpio, req, ino, backing_fd(fd), fi, NULL) < 0)
 		close(fd);
 }
@@ -701,7 +706,18 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	reply_xattr(req, size, buf, listxattr(proc_path(path, inode_of(ino)->fd), buf, size));
 }
 
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (fs.writeback)
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	/* fpio: last in init(): asks for passthrough where it can be live (dropping the
+	 * writeback cache then), and leaves everything as it was where it cannot. */
+	fpio_session_init(fs.fpio, conn);
+}
+
 static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_init,
 	.lookup = fs_lookup,
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
@@ -735,7 +751,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 /* ---- command line ---- */
 
 struct options {
-	int foreground, no_passthrough, no_killpriv_v2, clone_fd, help;
+	int foreground, no_passthrough, killpriv_v2, writeback, no_fpio, clone_fd, help;
 	unsigned int threads;
 	double timeout;
 	char *mode, *counters_file, *source, *mountpoint;
@@ -749,7 +765,9 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--mode=%s", mode, 0),
 	OPT("--threads=%u", threads, 0),
 	OPT("--no-passthrough", no_passthrough, 1),
-	OPT("--no-killpriv-v2", no_killpriv_v2, 1),
+	OPT("--killpriv-v2", killpriv_v2, 1),
+	OPT("--writeback", writeback, 1),
+	OPT("--no-fpio", no_fpio, 1),
 	OPT("--counters-file=%s", counters_file, 0),
 	OPT("--timeout=%lf", timeout, 0),
 	OPT("clone_fd", clone_fd, 1), /* -o clone_fd: one /dev/fuse fd per thread */
@@ -790,8 +808,11 @@ static void usage(FILE *f, const char *prog)
 		"                             bypassing / using the page cache\n"
 		"  --threads=N                N > 1: multi-threaded loop with up to N workers\n"
 		"  --no-passthrough           never negotiate passthrough (fpio falls back)\n"
-		"  --no-killpriv-v2           do not negotiate FUSE_HANDLE_KILLPRIV_V2 (then every\n"
-		"                             passthrough write costs a GETXATTR round trip)\n"
+		"  --killpriv-v2              negotiate FUSE_HANDLE_KILLPRIV_V2 where fpio can (saves\n"
+		"                             a GETXATTR round trip per passthrough write)\n"
+		"  --writeback                ask for the writeback cache (kept where passthrough\n"
+		"                             cannot be live)\n"
+		"  --no-fpio                  run without fpio (plain libfuse), for comparisons\n"
 		"  --counters-file=PATH       write fpio counters there at exit and on SIGUSR1\n"
 		"  --timeout=SEC              attribute and entry timeout (default 1.0)\n"
 		"  -o clone_fd                one /dev/fuse fd per thread\n"
@@ -898,15 +919,15 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(fs.se, o.mountpoint) != 0)
 		goto out_signals;
 
-	/* fpio: attach to the mounted session (before its loop runs, so it sees INIT). */
+	/* fpio: attach to the mounted session (before its loop runs, so it sees INIT). On
+	 * failure fs.fpio stays NULL and every fpio call answers as plain libfuse would. */
 	uint32_t flags = (o.no_passthrough ? FPIO_SESSION_NO_PASSTHROUGH : 0) |
-			 (fs.mode == MODE_CACHED ? FPIO_SESSION_FALLBACK_CACHED : 0) |
-			 (o.no_killpriv_v2 ? 0 : FPIO_SESSION_KILLPRIV_V2);
-	int err = fpio_session_new(fs.se, flags, &fs.fpio);
-	if (err < 0) {
-		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s\n", strerror(-err));
-		goto out_unmount;
-	}
+			 (o.killpriv_v2 ? FPIO_SESSION_KILLPRIV_V2 : 0);
+	fs.writeback = o.writeback;
+	int err = o.no_fpio ? 0 : fpio_session_new(fs.se, flags, &fs.fpio);
+	if (err < 0)
+		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s (running without it)\n",
+			strerror(-err));
 
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;

@@ -1,7 +1,20 @@
 /* SPDX-License-Identifier: MIT
  *
  * fpio: FUSE passthrough with parallel direct writes for libfuse lowlevel servers.
- * See README.md, "API" and "Ownership and errors".
+ *
+ * This header includes no libfuse header and defines no FUSE_USE_VERSION:
+ * include it after your own <fuse_lowlevel.h>, at your own API level (3.14,
+ * 3.17 and 3.18 alike). libfuse's types appear only as incomplete structs.
+ *
+ * Ownership: fpio_session_new() gives the caller a handle, freed with
+ * fpio_session_free() after the loop; fpio keeps no fd of the caller's;
+ * returned strings are static. Outputs are written only on success; errors
+ * are negative errno values. A NULL session is valid everywhere and means
+ * "without fpio": replies are plain libfuse replies.
+ *
+ * Threads: fpio_session_new/_free once each, outside the loop;
+ * fpio_session_init from the server's init(); every other function from any
+ * thread at any time while the session lives.
  */
 
 #ifndef FPIO_H
@@ -11,10 +24,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#ifndef FUSE_USE_VERSION
-#define FUSE_USE_VERSION 31
-#endif
-#include <fuse_lowlevel.h>
+struct fuse_session;
+struct fuse_req;
+struct fuse_file_info;
+struct fuse_entry_param;
+struct fuse_conn_info;
 
 /* The io-mode macros of the FOPEN_PARALLEL_DIRECT_WRITES series review,
  * corrected (balanced, boolean, spelled right); the same answers as
@@ -107,17 +121,6 @@
 #define FPIO_SESSION_NO_PASSTHROUGH (1 << 0)
 
 /**
- * Fall back to cached io instead of FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES.
- */
-#define FPIO_SESSION_FALLBACK_CACHED (1 << 1)
-
-/**
- * If the server asked for the writeback cache, drop it so that passthrough
- * can be live (the kernel refuses both together).
- */
-#define FPIO_SESSION_DROP_WRITEBACK (1 << 2)
-
-/**
  * Negotiate max_stack_depth 2, so backing files may live on a stacked
  * filesystem (overlayfs, another FUSE passthrough mount).
  */
@@ -125,10 +128,23 @@
 
 /**
  * Negotiate FUSE_HANDLE_KILLPRIV_V2 (removes the per-write GETXATTR round
- * trip). The server must then clear set-uid/set-gid itself when
- * `fpio_request_kills_suidgid()` is true in its write, setattr and open handlers.
+ * trip) where fpio sees every request (libfuse 3.14); elsewhere it is not
+ * negotiated. The server must then clear set-uid/set-gid itself when
+ * `fpio_request_kills_suidgid()` is true in its write, setattr and open
+ * handlers. Without this flag the kernel keeps set-uid semantics itself and
+ * the server needs no code for them.
  */
 #define FPIO_SESSION_KILLPRIV_V2 (1 << 4)
+
+/**
+ * Requests arrive by read() on /dev/fuse (or a clone of it).
+ */
+#define FPIO_TRANSPORT_DEVICE 1
+
+/**
+ * Requests arrive over io_uring (libfuse 3.18+, `-o io_uring`).
+ */
+#define FPIO_TRANSPORT_IO_URING 2
 
 /**
  * Passthrough is negotiated and usable.
@@ -136,7 +152,8 @@
 #define FPIO_STATUS_LIVE 0
 
 /**
- * The kernel's INIT has not been seen yet.
+ * Not decided yet: INIT not answered, or (libfuse 3.17+) negotiated and
+ * to be proven by the first open.
  */
 #define FPIO_STATUS_PENDING 1
 
@@ -152,8 +169,9 @@
 #define FPIO_STATUS_NO_CAP_SYS_ADMIN 3
 
 /**
- * The server asked for the writeback cache; the kernel refuses it together
- * with passthrough (see FPIO_SESSION_DROP_WRITEBACK).
+ * The server asked for the writeback cache after fpio_session_init(), or
+ * without calling it (libfuse 3.14); the kernel refuses it together with
+ * passthrough, and fpio leaves the server's choice alone.
  */
 #define FPIO_STATUS_WRITEBACK_CACHE 4
 
@@ -167,6 +185,12 @@
  * did not accept passthrough.
  */
 #define FPIO_STATUS_NOT_NEGOTIATED 6
+
+/**
+ * libfuse 3.17+ negotiates passthrough only inside the server's init(),
+ * which did not call fpio_session_init().
+ */
+#define FPIO_STATUS_INIT_NOT_CALLED 7
 
 /**
  * Opens answered with FOPEN_PASSTHROUGH.
@@ -276,9 +300,15 @@
 #define FPIO_COUNTER_FALLBACK_DIRECT_OPENS 20
 
 /**
+ * Opens refused with ESTALE: the server's fd is another file than the
+ * inode's live backing file.
+ */
+#define FPIO_COUNTER_STALE_REFUSED 21
+
+/**
  * The number of counters.
  */
-#define FPIO_COUNTER_COUNT 21
+#define FPIO_COUNTER_COUNT 22
 
 /**
  * The opaque session handle. Create with `fpio_session_new`, free with
@@ -344,20 +374,51 @@ bool fpio_passthrough_flags_valid(uint32_t open_flags);
 
 /**
  * Attaches fpio to a mounted libfuse session: call after
- * fuse_session_mount() and before the session loop. Installs read/writev
- * wrappers (fuse_session_custom_io) that negotiate passthrough at INIT and
- * count requests. On success `*session_out` gets a handle the caller owns.
- * Returns 0; -EINVAL for NULL arguments or unknown flags; -ENOTCONN if `se`
- * is not mounted yet; -EALREADY if fpio is already attached to `se`.
+ * fuse_session_mount() and before the session loop starts (before or after
+ * fuse_daemonize()). Where libfuse allows it, wraps the session's io
+ * (fuse_session_custom_io, with splice and clone_fd kept working) to see
+ * INIT and count requests; libfuse 3.18.3+ refuses that by default, and fpio
+ * then works without it. On success `*session_out` gets a handle the caller
+ * owns; on error it is left alone (keep it NULL: every fpio call then behaves
+ * like plain libfuse). Returns 0; -EINVAL for NULL arguments or unknown
+ * flags; -ENOTCONN if `se` is not mounted yet; -EALREADY if fpio is already
+ * attached to `se`.
+ *
+ * Thread safety: call from one thread, before the loop.
  */
 int fpio_session_new(struct fuse_session *se, uint32_t flags, struct fpio_session **session_out);
 
 /**
  * Detaches and frees a session: closes every backing id fpio registered.
- * Call after the session loop has returned. NULL and already-freed handles
- * are ignored.
+ * Call after the session loop has returned (before or after
+ * fuse_session_destroy()). NULL and already-freed handles are ignored.
  */
 void fpio_session_free(struct fpio_session *session);
+
+/**
+ * Call at the end of the server's init(), with its `conn`: asks libfuse
+ * (3.17+) or fpio's INIT reply (3.14) for passthrough where the kernel
+ * offers it and the server has CAP_SYS_ADMIN, and for shared mmap of
+ * direct-io files. If passthrough can be live and the server asked for the
+ * writeback cache, the writeback cache is dropped (the kernel refuses both);
+ * where passthrough cannot be live the server keeps what it asked for. A
+ * server that wants to choose itself calls this first and asks for writeback
+ * only when it returned 0.
+ *
+ * Returns 1 if passthrough will be live (the first open proves it: see
+ * fpio_session_status()), 0 if not (also for a NULL session), -EINVAL for
+ * a freed handle or NULL `conn`.
+ *
+ * Thread safety: call only from init(), on the thread libfuse runs it on.
+ */
+int fpio_session_init(struct fpio_session *session, struct fuse_conn_info *conn);
+
+/**
+ * How requests reach the server, known from the first open fpio answered:
+ * writes FPIO_TRANSPORT_* to `*transport_out`. Returns 0; -EAGAIN before
+ * the first open; -EINVAL for bad arguments.
+ */
+int fpio_session_transport(const struct fpio_session *session, uint32_t *transport_out);
 
 /**
  * Whether passthrough is live on the session's mount (FPIO_STATUS_LIVE), or
@@ -388,39 +449,59 @@ int fpio_session_kernel_offer(const struct fpio_session *session,
 int fpio_session_register_errno(const struct fpio_session *session, int *errno_out);
 
 /**
- * Drop-in replacement for fuse_reply_open(). Answers the OPEN request with
- * FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES and the inode's shared
- * backing id when it can, registering `backing_fd` (the server's open fd of
- * the backing file, opened with the same access mode as the open) for the
- * inode's first passthrough open. Pass -1 as `backing_fd` for no
- * passthrough. When passthrough cannot be had, falls back to
- * FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES, or to cached io with
- * FPIO_SESSION_FALLBACK_CACHED; a flag mix the kernel would reject is never
- * sent. `fi->fh` is sent as the file handle; fi->direct_io, keep_cache,
- * nonseekable and noflush are honoured where legal; on libfuse 3.17 a
+ * Drop-in replacement for fuse_reply_open(req, fi). Answers the OPEN
+ * request with FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES and the
+ * inode's shared backing id when it can, registering `backing_fd` for the
+ * inode's first passthrough open.
+ *
+ * `backing_fd` is the server's own open fd of the file this open reads and
+ * writes, opened for (at least) the open's access mode; fpio keeps no
+ * reference to it. -1 declines passthrough for this open: it then gets the
+ * server's own reply, unless the inode already has a backing file (the
+ * kernel then insists on passthrough): if the server opened that same file
+ * for this access for an open still live, the open gets
+ * FOPEN_PASSTHROUGH|FOPEN_DIRECT_IO (read and write reach the server, mmap
+ * the backing file), otherwise it fails with EBUSY.
+ *
+ * An open without passthrough (not live, declined, bad or non-regular fd,
+ * fd lacking the access, cached opens on the inode, ...) is answered
+ * exactly as fuse_reply_open(req, fi) would (fi->direct_io, keep_cache,
+ * cache_readdir, nonseekable, noflush, parallel_direct_writes), plus
+ * FOPEN_PARALLEL_DIRECT_WRITES where that reply is direct io; the reason is
+ * counted. `fi->fh` is sent as the file handle. On libfuse 3.17+ a
  * `fi->backing_id` the server registered itself is used and never closed.
+ * A NULL session answers with fuse_reply_open(req, fi) itself.
  *
  * Whenever `req` is not NULL, the request has been answered exactly once
  * on return. Returns 0 and writes the FOPEN_* flags sent to
- * `*open_flags_out` (may be NULL); -EBUSY if `backing_fd` is another file
- * than the inode's backing file (the open fails with EBUSY); -EINVAL for a
- * NULL or unknown argument (the open fails with EIO); or the negative
- * errno of a reply that could not be sent (e.g. -ENOENT: the open was
- * interrupted), in which case the registration is undone.
+ * `*open_flags_out` (may be NULL; not written for a NULL session);
+ * -ESTALE if `backing_fd` is another file than the inode's live backing
+ * file (the open was answered ESTALE, so the kernel looks the name up again
+ * and retries the open once: give the new file a new node id in that
+ * lookup, as after an overlay copy-up); -EBUSY (answered EBUSY, see -1
+ * above); -EINVAL for a NULL `fi` or a freed handle (answered as with a
+ * NULL session when `fi` is set, EIO otherwise); or the negative errno of a
+ * reply that could not be sent (e.g. -ENOENT: the open was interrupted), in
+ * which case the registration is undone.
+ *
+ * Thread safety: any thread, concurrently with other opens and releases.
  */
 int fpio_reply_open(struct fpio_session *session,
-                    fuse_req_t req,
-                    fuse_ino_t ino,
+                    struct fuse_req *req,
+                    uint64_t ino,
                     int backing_fd,
                     const struct fuse_file_info *fi,
                     uint32_t *open_flags_out);
 
 /**
- * Drop-in replacement for fuse_reply_create(): like `fpio_reply_open`, with
- * the new entry `e` (whose `ino` is the inode the open belongs to).
+ * Drop-in replacement for fuse_reply_create(req, e, fi): like
+ * `fpio_reply_open`, with the new entry `e` (whose `ino` is the inode the
+ * open belongs to). A NULL session answers with fuse_reply_create() itself.
+ *
+ * Thread safety: any thread, concurrently with other opens and releases.
  */
 int fpio_reply_create(struct fpio_session *session,
-                      fuse_req_t req,
+                      struct fuse_req *req,
                       const struct fuse_entry_param *e,
                       int backing_fd,
                       const struct fuse_file_info *fi,
@@ -429,37 +510,19 @@ int fpio_reply_create(struct fpio_session *session,
 /**
  * Call from the release handler, before closing `fi->fh`: forgets the open
  * (`ino`, `fi->fh`) fpio answered, and closes the inode's backing id at its
- * last reference. Returns 0; -ENOENT if fpio has no such open (a double
- * release, or an open fpio did not answer); -EINVAL for bad arguments.
+ * last reference. Returns 0 (also for a NULL session); -ENOENT if fpio has
+ * no such open (a double release, or an open fpio did not answer); -EINVAL
+ * for a NULL `fi` or a freed handle.
+ *
+ * Thread safety: any thread, concurrently with other opens and releases.
  */
-int fpio_release(struct fpio_session *session, fuse_ino_t ino, const struct fuse_file_info *fi);
+int fpio_release(struct fpio_session *session, uint64_t ino, const struct fuse_file_info *fi);
 
 /**
  * The inode's current backing id. Returns 0; -ENOENT if it has none;
  * -EINVAL for bad arguments.
  */
-int fpio_backing_id(const struct fpio_session *session, fuse_ino_t ino, int32_t *backing_id_out);
-
-/**
- * Low-level registry access, for servers that build their own open
- * replies (e.g. with libfuse 3.17's fi->backing_id): takes one reference on
- * the inode's shared backing id, registering `fd` if the inode has none.
- * Release it with `fpio_backing_close`. Returns 0 and the id; -EBADF (bad
- * fd), -EISDIR / -EINVAL (not a regular file), -EOPNOTSUPP (passthrough not
- * live), -ETXTBSY (the inode has cached opens), -EBUSY (the inode has
- * another backing file), -EACCES (its backing file cannot serve fd's access
- * mode), or the ioctl's errno (-EPERM, -EMFILE, -ELOOP, ...).
- */
-int fpio_backing_open(struct fpio_session *session,
-                      fuse_ino_t ino,
-                      int fd,
-                      int32_t *backing_id_out);
-
-/**
- * Drops one reference taken with `fpio_backing_open`; the id is closed at
- * the inode's last reference. Returns 0; -ENOENT if there is none to drop.
- */
-int fpio_backing_close(struct fpio_session *session, fuse_ino_t ino);
+int fpio_backing_id(const struct fpio_session *session, uint64_t ino, int32_t *backing_id_out);
 
 /**
  * With FPIO_SESSION_KILLPRIV_V2: whether the request the calling thread is
@@ -471,7 +534,9 @@ bool fpio_request_kills_suidgid(void);
 
 /**
  * Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
- * session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT.
+ * session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT; -ENODATA for
+ * the FPIO_COUNTER_REQ_* counters where fpio does not see every request
+ * (custom io refused, splice, io_uring, or channels it could not place).
  */
 int fpio_session_counter(const struct fpio_session *session, uint32_t counter, uint64_t *value_out);
 
@@ -482,8 +547,9 @@ int fpio_session_counter(const struct fpio_session *session, uint32_t counter, u
 const char *fpio_counter_name(uint32_t counter);
 
 /**
- * Writes every counter as a "name value" line to `fd`, then
- * "status <fpio_status_str>" and "register_errno <n>". Returns 0; -EINVAL
+ * Writes every counter as a "name value" line to `fd` ("name n/a" for
+ * request counters fpio cannot see), then "status <fpio_status_str>",
+ * "register_errno <n>" and "transport dev|io_uring|unknown". Returns 0; -EINVAL
  * for a bad session; -EBADF or the write's errno.
  */
 int fpio_session_write_counters(const struct fpio_session *session, int fd);

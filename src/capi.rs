@@ -17,10 +17,10 @@ use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
 use crate::counters::Counter;
-use crate::glue::{self, fuse_entry_param, fuse_file_info, fuse_ino_t, fuse_req_t, fuse_session};
+use crate::glue::{self, fuse_conn_info, fuse_entry_param, fuse_file_info, fuse_req, fuse_req_t, fuse_session};
 use crate::iomode::{self, KernelRule};
 use crate::negotiate::Status;
-use crate::session::{self, NewError, Session, SessionFlags};
+use crate::session::{self, NewError, Session, SessionFlags, Transport};
 
 /// Runs a body, turning a panic into the given value: a panic must never
 /// unwind into the C server.
@@ -50,12 +50,13 @@ fn handle(s: &Arc<Session>) -> *mut fpio_session {
     Arc::as_ptr(s) as *mut fpio_session
 }
 
-/// The live session behind a handle, or None for NULL, freed or foreign pointers.
+/// The live session behind a handle, or None for NULL, freed or foreign
+/// pointers (checked against the table of live sessions, never dereferenced).
 fn session(p: *const fpio_session) -> Option<Arc<Session>> {
     if p.is_null() {
         return None;
     }
-    session::find(|s| std::ptr::eq(Arc::as_ptr(s) as *const fpio_session, p))
+    session::by_handle(p as usize)
 }
 
 // ---- version ----
@@ -171,25 +172,29 @@ pub extern "C" fn fpio_passthrough_flags_valid(open_flags: u32) -> bool {
 
 /// Never negotiate passthrough: every open falls back (for comparisons and tests).
 pub const FPIO_SESSION_NO_PASSTHROUGH: u32 = 1 << 0;
-/// Fall back to cached io instead of FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES.
-pub const FPIO_SESSION_FALLBACK_CACHED: u32 = 1 << 1;
-/// If the server asked for the writeback cache, drop it so that passthrough
-/// can be live (the kernel refuses both together).
-pub const FPIO_SESSION_DROP_WRITEBACK: u32 = 1 << 2;
 /// Negotiate max_stack_depth 2, so backing files may live on a stacked
 /// filesystem (overlayfs, another FUSE passthrough mount).
 pub const FPIO_SESSION_STACK_DEPTH_2: u32 = 1 << 3;
 /// Negotiate FUSE_HANDLE_KILLPRIV_V2 (removes the per-write GETXATTR round
-/// trip). The server must then clear set-uid/set-gid itself when
-/// `fpio_request_kills_suidgid()` is true in its write, setattr and open handlers.
+/// trip) where fpio sees every request (libfuse 3.14); elsewhere it is not
+/// negotiated. The server must then clear set-uid/set-gid itself when
+/// `fpio_request_kills_suidgid()` is true in its write, setattr and open
+/// handlers. Without this flag the kernel keeps set-uid semantics itself and
+/// the server needs no code for them.
 pub const FPIO_SESSION_KILLPRIV_V2: u32 = 1 << 4;
 
 /// Attaches fpio to a mounted libfuse session: call after
-/// fuse_session_mount() and before the session loop. Installs read/writev
-/// wrappers (fuse_session_custom_io) that negotiate passthrough at INIT and
-/// count requests. On success `*session_out` gets a handle the caller owns.
-/// Returns 0; -EINVAL for NULL arguments or unknown flags; -ENOTCONN if `se`
-/// is not mounted yet; -EALREADY if fpio is already attached to `se`.
+/// fuse_session_mount() and before the session loop starts (before or after
+/// fuse_daemonize()). Where libfuse allows it, wraps the session's io
+/// (fuse_session_custom_io, with splice and clone_fd kept working) to see
+/// INIT and count requests; libfuse 3.18.3+ refuses that by default, and fpio
+/// then works without it. On success `*session_out` gets a handle the caller
+/// owns; on error it is left alone (keep it NULL: every fpio call then behaves
+/// like plain libfuse). Returns 0; -EINVAL for NULL arguments or unknown
+/// flags; -ENOTCONN if `se` is not mounted yet; -EALREADY if fpio is already
+/// attached to `se`.
+///
+/// Thread safety: call from one thread, before the loop.
 #[no_mangle]
 pub extern "C" fn fpio_session_new(
     se: *mut fuse_session,
@@ -214,8 +219,8 @@ pub extern "C" fn fpio_session_new(
 }
 
 /// Detaches and frees a session: closes every backing id fpio registered.
-/// Call after the session loop has returned. NULL and already-freed handles
-/// are ignored.
+/// Call after the session loop has returned (before or after
+/// fuse_session_destroy()). NULL and already-freed handles are ignored.
 #[no_mangle]
 pub extern "C" fn fpio_session_free(session: *mut fpio_session) {
     ffi_panic_boundary! { ();
@@ -225,23 +230,79 @@ pub extern "C" fn fpio_session_free(session: *mut fpio_session) {
     }
 }
 
+/// Call at the end of the server's init(), with its `conn`: asks libfuse
+/// (3.17+) or fpio's INIT reply (3.14) for passthrough where the kernel
+/// offers it and the server has CAP_SYS_ADMIN, and for shared mmap of
+/// direct-io files. If passthrough can be live and the server asked for the
+/// writeback cache, the writeback cache is dropped (the kernel refuses both);
+/// where passthrough cannot be live the server keeps what it asked for. A
+/// server that wants to choose itself calls this first and asks for writeback
+/// only when it returned 0.
+///
+/// Returns 1 if passthrough will be live (the first open proves it: see
+/// fpio_session_status()), 0 if not (also for a NULL session), -EINVAL for
+/// a freed handle or NULL `conn`.
+///
+/// Thread safety: call only from init(), on the thread libfuse runs it on.
+#[no_mangle]
+pub extern "C" fn fpio_session_init(session: *mut fpio_session, conn: *mut fuse_conn_info) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        if session.is_null() {
+            return 0;
+        }
+        check_not_null!(-libc::EINVAL; conn);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        // SAFETY: conn is non-NULL and, per the API contract, init()'s own.
+        c_int::from(unsafe { s.init(conn) })
+    }
+}
+
+/// Requests arrive by read() on /dev/fuse (or a clone of it).
+pub const FPIO_TRANSPORT_DEVICE: u32 = 1;
+/// Requests arrive over io_uring (libfuse 3.18+, `-o io_uring`).
+pub const FPIO_TRANSPORT_IO_URING: u32 = 2;
+
+/// How requests reach the server, known from the first open fpio answered:
+/// writes FPIO_TRANSPORT_* to `*transport_out`. Returns 0; -EAGAIN before
+/// the first open; -EINVAL for bad arguments.
+#[no_mangle]
+pub extern "C" fn fpio_session_transport(session: *const fpio_session, transport_out: *mut u32) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; transport_out);
+        let Some(s) = self::session(session) else { return -libc::EINVAL };
+        match s.transport() {
+            Transport::Unknown => -libc::EAGAIN,
+            t => {
+                // SAFETY: checked non-NULL.
+                unsafe { *transport_out = t as u32 };
+                0
+            }
+        }
+    }
+}
+
 /// Passthrough is negotiated and usable.
 pub const FPIO_STATUS_LIVE: u32 = 0;
-/// The kernel's INIT has not been seen yet.
+/// Not decided yet: INIT not answered, or (libfuse 3.17+) negotiated and
+/// to be proven by the first open.
 pub const FPIO_STATUS_PENDING: u32 = 1;
 /// The kernel did not offer FUSE_PASSTHROUGH (older than 6.9, or
 /// CONFIG_FUSE_PASSTHROUGH off).
 pub const FPIO_STATUS_KERNEL_LACKS: u32 = 2;
 /// The server lacks CAP_SYS_ADMIN, which registering backing files needs.
 pub const FPIO_STATUS_NO_CAP_SYS_ADMIN: u32 = 3;
-/// The server asked for the writeback cache; the kernel refuses it together
-/// with passthrough (see FPIO_SESSION_DROP_WRITEBACK).
+/// The server asked for the writeback cache after fpio_session_init(), or
+/// without calling it (libfuse 3.14); the kernel refuses it together with
+/// passthrough, and fpio leaves the server's choice alone.
 pub const FPIO_STATUS_WRITEBACK_CACHE: u32 = 4;
 /// FPIO_SESSION_NO_PASSTHROUGH was given.
 pub const FPIO_STATUS_DISABLED: u32 = 5;
 /// INIT was missed (fpio attached after the loop started) or the kernel
 /// did not accept passthrough.
 pub const FPIO_STATUS_NOT_NEGOTIATED: u32 = 6;
+/// libfuse 3.17+ negotiates passthrough only inside the server's init(),
+/// which did not call fpio_session_init().
+pub const FPIO_STATUS_INIT_NOT_CALLED: u32 = 7;
 
 /// Whether passthrough is live on the session's mount (FPIO_STATUS_LIVE), or
 /// why not, written to `*status_out`. Returns 0 or -EINVAL.
@@ -322,44 +383,64 @@ fn reply_boundary(req: fuse_req_t, f: impl FnOnce(&Cell<bool>) -> c_int) -> c_in
     }
 }
 
-/// Drop-in replacement for fuse_reply_open(). Answers the OPEN request with
-/// FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES and the inode's shared
-/// backing id when it can, registering `backing_fd` (the server's open fd of
-/// the backing file, opened with the same access mode as the open) for the
-/// inode's first passthrough open. Pass -1 as `backing_fd` for no
-/// passthrough. When passthrough cannot be had, falls back to
-/// FOPEN_DIRECT_IO|FOPEN_PARALLEL_DIRECT_WRITES, or to cached io with
-/// FPIO_SESSION_FALLBACK_CACHED; a flag mix the kernel would reject is never
-/// sent. `fi->fh` is sent as the file handle; fi->direct_io, keep_cache,
-/// nonseekable and noflush are honoured where legal; on libfuse 3.17 a
+/// Drop-in replacement for fuse_reply_open(req, fi). Answers the OPEN
+/// request with FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES and the
+/// inode's shared backing id when it can, registering `backing_fd` for the
+/// inode's first passthrough open.
+///
+/// `backing_fd` is the server's own open fd of the file this open reads and
+/// writes, opened for (at least) the open's access mode; fpio keeps no
+/// reference to it. -1 declines passthrough for this open: it then gets the
+/// server's own reply, unless the inode already has a backing file (the
+/// kernel then insists on passthrough): if the server opened that same file
+/// for this access for an open still live, the open gets
+/// FOPEN_PASSTHROUGH|FOPEN_DIRECT_IO (read and write reach the server, mmap
+/// the backing file), otherwise it fails with EBUSY.
+///
+/// An open without passthrough (not live, declined, bad or non-regular fd,
+/// fd lacking the access, cached opens on the inode, ...) is answered
+/// exactly as fuse_reply_open(req, fi) would (fi->direct_io, keep_cache,
+/// cache_readdir, nonseekable, noflush, parallel_direct_writes), plus
+/// FOPEN_PARALLEL_DIRECT_WRITES where that reply is direct io; the reason is
+/// counted. `fi->fh` is sent as the file handle. On libfuse 3.17+ a
 /// `fi->backing_id` the server registered itself is used and never closed.
+/// A NULL session answers with fuse_reply_open(req, fi) itself.
 ///
 /// Whenever `req` is not NULL, the request has been answered exactly once
 /// on return. Returns 0 and writes the FOPEN_* flags sent to
-/// `*open_flags_out` (may be NULL); -EBUSY if `backing_fd` is another file
-/// than the inode's backing file (the open fails with EBUSY); -EINVAL for a
-/// NULL or unknown argument (the open fails with EIO); or the negative
-/// errno of a reply that could not be sent (e.g. -ENOENT: the open was
-/// interrupted), in which case the registration is undone.
+/// `*open_flags_out` (may be NULL; not written for a NULL session);
+/// -ESTALE if `backing_fd` is another file than the inode's live backing
+/// file (the open was answered ESTALE, so the kernel looks the name up again
+/// and retries the open once: give the new file a new node id in that
+/// lookup, as after an overlay copy-up); -EBUSY (answered EBUSY, see -1
+/// above); -EINVAL for a NULL `fi` or a freed handle (answered as with a
+/// NULL session when `fi` is set, EIO otherwise); or the negative errno of a
+/// reply that could not be sent (e.g. -ENOENT: the open was interrupted), in
+/// which case the registration is undone.
+///
+/// Thread safety: any thread, concurrently with other opens and releases.
 #[no_mangle]
 pub extern "C" fn fpio_reply_open(
     session: *mut fpio_session,
-    req: fuse_req_t,
-    ino: fuse_ino_t,
+    req: *mut fuse_req,
+    ino: u64,
     backing_fd: c_int,
     fi: *const fuse_file_info,
     open_flags_out: *mut u32,
 ) -> c_int {
     check_not_null!(-libc::EINVAL; req);
     reply_boundary(req, |answered| {
-        let s = match (self::session(session), fi.is_null()) {
-            (Some(s), false) => s,
-            _ => {
-                answered.set(true);
-                // SAFETY: req is a non-NULL unanswered request.
-                unsafe { glue::reply_err(req, libc::EIO) };
-                return -libc::EINVAL;
-            }
+        if fi.is_null() {
+            answered.set(true);
+            // SAFETY: req is a non-NULL unanswered request.
+            unsafe { glue::reply_err(req, libc::EIO) };
+            return -libc::EINVAL;
+        }
+        let Some(s) = self::session(session) else {
+            answered.set(true);
+            // SAFETY: req is unanswered and fi is the server's valid file info.
+            let rc = unsafe { glue::reply_open_plain(req, fi) };
+            return plain_result(session.is_null(), rc);
         };
         // SAFETY: fi is non-NULL and points to the request's file info.
         let fi = unsafe { glue::read_fi(fi) };
@@ -369,12 +450,15 @@ pub extern "C" fn fpio_reply_open(
     })
 }
 
-/// Drop-in replacement for fuse_reply_create(): like `fpio_reply_open`, with
-/// the new entry `e` (whose `ino` is the inode the open belongs to).
+/// Drop-in replacement for fuse_reply_create(req, e, fi): like
+/// `fpio_reply_open`, with the new entry `e` (whose `ino` is the inode the
+/// open belongs to). A NULL session answers with fuse_reply_create() itself.
+///
+/// Thread safety: any thread, concurrently with other opens and releases.
 #[no_mangle]
 pub extern "C" fn fpio_reply_create(
     session: *mut fpio_session,
-    req: fuse_req_t,
+    req: *mut fuse_req,
     e: *const fuse_entry_param,
     backing_fd: c_int,
     fi: *const fuse_file_info,
@@ -382,14 +466,17 @@ pub extern "C" fn fpio_reply_create(
 ) -> c_int {
     check_not_null!(-libc::EINVAL; req);
     reply_boundary(req, |answered| {
-        let s = match (self::session(session), fi.is_null() || e.is_null()) {
-            (Some(s), false) => s,
-            _ => {
-                answered.set(true);
-                // SAFETY: req is a non-NULL unanswered request.
-                unsafe { glue::reply_err(req, libc::EIO) };
-                return -libc::EINVAL;
-            }
+        if fi.is_null() || e.is_null() {
+            answered.set(true);
+            // SAFETY: req is a non-NULL unanswered request.
+            unsafe { glue::reply_err(req, libc::EIO) };
+            return -libc::EINVAL;
+        }
+        let Some(s) = self::session(session) else {
+            answered.set(true);
+            // SAFETY: req is unanswered; e and fi are the server's valid structs.
+            let rc = unsafe { glue::reply_create_plain(req, e, fi) };
+            return plain_result(session.is_null(), rc);
         };
         // SAFETY: e and fi are non-NULL and belong to this request.
         let (entry, fi) = unsafe { (glue::read_entry(e), glue::read_fi(fi)) };
@@ -397,6 +484,18 @@ pub extern "C" fn fpio_reply_create(
         let r = unsafe { s.reply_open(req, entry.ino, backing_fd, &fi, Some(&entry), answered) };
         finish_reply(r, open_flags_out)
     })
+}
+
+/// The result of a reply fpio left to libfuse: a NULL session is the
+/// "without fpio" case and not an error; a freed handle is.
+fn plain_result(null_session: bool, rc: c_int) -> c_int {
+    if rc < 0 {
+        rc
+    } else if null_session {
+        0
+    } else {
+        -libc::EINVAL
+    }
 }
 
 fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {
@@ -414,16 +513,22 @@ fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {
 
 /// Call from the release handler, before closing `fi->fh`: forgets the open
 /// (`ino`, `fi->fh`) fpio answered, and closes the inode's backing id at its
-/// last reference. Returns 0; -ENOENT if fpio has no such open (a double
-/// release, or an open fpio did not answer); -EINVAL for bad arguments.
+/// last reference. Returns 0 (also for a NULL session); -ENOENT if fpio has
+/// no such open (a double release, or an open fpio did not answer); -EINVAL
+/// for a NULL `fi` or a freed handle.
+///
+/// Thread safety: any thread, concurrently with other opens and releases.
 #[no_mangle]
 pub extern "C" fn fpio_release(
     session: *mut fpio_session,
-    ino: fuse_ino_t,
+    ino: u64,
     fi: *const fuse_file_info,
 ) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; fi);
+        if session.is_null() {
+            return 0;
+        }
         let Some(s) = self::session(session) else { return -libc::EINVAL };
         // SAFETY: fi is non-NULL and points to the request's file info.
         let fi = unsafe { glue::read_fi(fi) };
@@ -439,7 +544,7 @@ pub extern "C" fn fpio_release(
 #[no_mangle]
 pub extern "C" fn fpio_backing_id(
     session: *const fpio_session,
-    ino: fuse_ino_t,
+    ino: u64,
     backing_id_out: *mut i32,
 ) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
@@ -452,48 +557,6 @@ pub extern "C" fn fpio_backing_id(
                 0
             }
             None => -libc::ENOENT,
-        }
-    }
-}
-
-/// Low-level registry access, for servers that build their own open
-/// replies (e.g. with libfuse 3.17's fi->backing_id): takes one reference on
-/// the inode's shared backing id, registering `fd` if the inode has none.
-/// Release it with `fpio_backing_close`. Returns 0 and the id; -EBADF (bad
-/// fd), -EISDIR / -EINVAL (not a regular file), -EOPNOTSUPP (passthrough not
-/// live), -ETXTBSY (the inode has cached opens), -EBUSY (the inode has
-/// another backing file), -EACCES (its backing file cannot serve fd's access
-/// mode), or the ioctl's errno (-EPERM, -EMFILE, -ELOOP, ...).
-#[no_mangle]
-pub extern "C" fn fpio_backing_open(
-    session: *mut fpio_session,
-    ino: fuse_ino_t,
-    fd: c_int,
-    backing_id_out: *mut i32,
-) -> c_int {
-    ffi_panic_boundary! { -libc::EIO;
-        check_not_null!(-libc::EINVAL; backing_id_out);
-        let Some(s) = self::session(session) else { return -libc::EINVAL };
-        match s.backing_open(ino, fd) {
-            Ok(id) => {
-                // SAFETY: checked non-NULL.
-                unsafe { *backing_id_out = id as i32 };
-                0
-            }
-            Err(e) => -e,
-        }
-    }
-}
-
-/// Drops one reference taken with `fpio_backing_open`; the id is closed at
-/// the inode's last reference. Returns 0; -ENOENT if there is none to drop.
-#[no_mangle]
-pub extern "C" fn fpio_backing_close(session: *mut fpio_session, ino: fuse_ino_t) -> c_int {
-    ffi_panic_boundary! { -libc::EIO;
-        let Some(s) = self::session(session) else { return -libc::EINVAL };
-        match s.backing_close(ino) {
-            Ok(()) => 0,
-            Err(e) => -e,
         }
     }
 }
@@ -553,11 +616,16 @@ pub const FPIO_COUNTER_REQ_TOTAL: u32 = 19;
 /// Fallbacks: the inode has direct opens, which the kernel would fail once
 /// the inode had a backing file.
 pub const FPIO_COUNTER_FALLBACK_DIRECT_OPENS: u32 = 20;
+/// Opens refused with ESTALE: the server's fd is another file than the
+/// inode's live backing file.
+pub const FPIO_COUNTER_STALE_REFUSED: u32 = 21;
 /// The number of counters.
-pub const FPIO_COUNTER_COUNT: u32 = 21;
+pub const FPIO_COUNTER_COUNT: u32 = 22;
 
 /// Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
-/// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT.
+/// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT; -ENODATA for
+/// the FPIO_COUNTER_REQ_* counters where fpio does not see every request
+/// (custom io refused, splice, io_uring, or channels it could not place).
 #[no_mangle]
 pub extern "C" fn fpio_session_counter(
     session: *const fpio_session,
@@ -568,6 +636,9 @@ pub extern "C" fn fpio_session_counter(
         check_not_null!(-libc::EINVAL; value_out);
         let Some(s) = self::session(session) else { return -libc::EINVAL };
         let Some(c) = Counter::from_raw(counter) else { return -libc::EINVAL };
+        if c.is_request() && !s.requests_observed() {
+            return -libc::ENODATA;
+        }
         // SAFETY: checked non-NULL.
         unsafe { *value_out = s.counters.get(c) };
         0
@@ -583,8 +654,9 @@ pub extern "C" fn fpio_counter_name(counter: u32) -> *const c_char {
     }
 }
 
-/// Writes every counter as a "name value" line to `fd`, then
-/// "status <fpio_status_str>" and "register_errno <n>". Returns 0; -EINVAL
+/// Writes every counter as a "name value" line to `fd` ("name n/a" for
+/// request counters fpio cannot see), then "status <fpio_status_str>",
+/// "register_errno <n>" and "transport dev|io_uring|unknown". Returns 0; -EINVAL
 /// for a bad session; -EBADF or the write's errno.
 #[no_mangle]
 pub extern "C" fn fpio_session_write_counters(session: *const fpio_session, fd: c_int) -> c_int {
@@ -593,12 +665,7 @@ pub extern "C" fn fpio_session_write_counters(session: *const fpio_session, fd: 
         if fd < 0 {
             return -libc::EBADF;
         }
-        let text = format!(
-            "{}status {}\nregister_errno {}\n",
-            s.counters.render(),
-            s.status().describe().trim_end_matches('\0'),
-            s.last_register_errno()
-        );
+        let text = s.render_counters();
         match crate::sys::write_all(fd, text.as_bytes()) {
             Ok(()) => 0,
             Err(e) => -e,
@@ -620,7 +687,9 @@ mod tests {
             FPIO_STATUS_WRITEBACK_CACHE,
             FPIO_STATUS_DISABLED,
             FPIO_STATUS_NOT_NEGOTIATED,
+            FPIO_STATUS_INIT_NOT_CALLED,
         ];
+        assert_eq!(statuses.len(), Status::ALL.len());
         for (s, c) in Status::ALL.iter().zip(statuses) {
             assert_eq!(*s as u32, c);
         }
@@ -646,6 +715,7 @@ mod tests {
             FPIO_COUNTER_REQ_GETXATTR,
             FPIO_COUNTER_REQ_TOTAL,
             FPIO_COUNTER_FALLBACK_DIRECT_OPENS,
+            FPIO_COUNTER_STALE_REFUSED,
         ];
         assert_eq!(counters.len() as u32, FPIO_COUNTER_COUNT);
         for (c, v) in Counter::ALL.iter().zip(counters) {

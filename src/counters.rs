@@ -42,11 +42,20 @@ counters! {
     ReqGetxattr = "req_getxattr",
     ReqTotal = "req_total",
     FallbackDirectOpens = "fallback_direct_opens",
+    StaleRefused = "stale_refused",
 }
 
 impl Counter {
     pub fn from_raw(raw: u32) -> Option<Self> {
         Self::ALL.get(raw as usize).copied()
+    }
+
+    /// Counts of requests, which fpio knows only where it sees them.
+    pub fn is_request(self) -> bool {
+        matches!(
+            self,
+            Counter::ReqRead | Counter::ReqWrite | Counter::ReqGetxattr | Counter::ReqTotal
+        )
     }
 
     /// The name without its NUL.

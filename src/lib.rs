@@ -1,3 +1,4 @@
+#![deny(unsafe_op_in_unsafe_fn)]
 //! fpio: FUSE passthrough with parallel direct writes for libfuse lowlevel
 //! servers, including libfuse 3.14 which cannot negotiate passthrough itself.
 //!
@@ -12,6 +13,7 @@ pub mod counters;
 pub mod fault;
 pub mod glue;
 pub mod iomode;
+mod log;
 pub mod negotiate;
 pub mod proto;
 pub mod registry;

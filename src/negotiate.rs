@@ -16,10 +16,11 @@ pub enum Status {
     WritebackCache = 4,
     Disabled = 5,
     NotNegotiated = 6,
+    InitNotCalled = 7,
 }
 
 impl Status {
-    pub(crate) const ALL: [Status; 7] = [
+    pub(crate) const ALL: [Status; 8] = [
         Status::Live,
         Status::Pending,
         Status::KernelLacks,
@@ -27,6 +28,7 @@ impl Status {
         Status::WritebackCache,
         Status::Disabled,
         Status::NotNegotiated,
+        Status::InitNotCalled,
     ];
 
     pub fn from_raw(raw: u32) -> Option<Self> {
@@ -37,12 +39,13 @@ impl Status {
     pub fn describe(self) -> &'static str {
         match self {
             Status::Live => "live\0",
-            Status::Pending => "pending: INIT not seen yet\0",
+            Status::Pending => "pending: INIT not answered yet\0",
             Status::KernelLacks => "kernel lacks FUSE passthrough\0",
             Status::NoCapSysAdmin => "server lacks CAP_SYS_ADMIN\0",
             Status::WritebackCache => "writeback cache requested\0",
             Status::Disabled => "disabled by the server\0",
             Status::NotNegotiated => "not negotiated\0",
+            Status::InitNotCalled => "not negotiated: the server's init() did not call fpio_session_init()\0",
         }
     }
 }
@@ -72,18 +75,13 @@ pub fn negotiate(offer: Option<&InitOffer>, error: i32, reply: &[u8], policy: &P
         status,
         patched: None,
     };
-    if !policy.passthrough {
-        return untouched(Status::Disabled);
-    }
     let Some(offer) = offer else {
-        return untouched(Status::NotNegotiated);
+        return untouched(if policy.passthrough {
+            Status::NotNegotiated
+        } else {
+            Status::Disabled
+        });
     };
-    if offer.flags & init_flag::PASSTHROUGH == 0 {
-        return untouched(Status::KernelLacks);
-    }
-    if !policy.has_cap_sys_admin {
-        return untouched(Status::NoCapSysAdmin);
-    }
     if error != 0 {
         return untouched(Status::NotNegotiated);
     }
@@ -94,31 +92,57 @@ pub fn negotiate(offer: Option<&InitOffer>, error: i32, reply: &[u8], policy: &P
     if out.major() != 7 {
         return untouched(Status::Pending);
     }
-    let mut flags = out.flags();
-    if flags & init_flag::WRITEBACK_CACHE != 0 {
-        if !policy.drop_writeback {
-            return untouched(Status::WritebackCache);
-        }
-        flags &= !init_flag::WRITEBACK_CACHE;
+    let original = out.flags();
+    let mut flags = original;
+    // Direct-io opens (the server's own, or its fallbacks) may then be
+    // shared-mapped, as cached ones can, whether or not passthrough is live.
+    if offer.flags & init_flag::DIRECT_IO_ALLOW_MMAP != 0 {
+        flags |= init_flag::INIT_EXT | init_flag::DIRECT_IO_ALLOW_MMAP;
     }
-    flags |= init_flag::INIT_EXT | init_flag::PASSTHROUGH;
-    // With FUSE_HANDLE_KILLPRIV (v1) the kernel leaves clearing set-uid on
-    // write to the server, which never sees passthrough writes.
-    flags &= !init_flag::HANDLE_KILLPRIV;
-    if policy.killpriv_v2 && offer.flags & init_flag::HANDLE_KILLPRIV_V2 != 0 {
-        flags |= init_flag::HANDLE_KILLPRIV_V2;
+    let status = passthrough(offer, &mut flags, policy);
+    if status == Status::Live {
+        // Keep a depth a native (3.17+) server chose itself if it is valid.
+        let depth = match out.max_stack_depth() {
+            d @ 1..=MAX_STACK_DEPTH => d.max(policy.stack_depth),
+            _ => policy.stack_depth,
+        };
+        out.set_max_stack_depth(depth);
+    }
+    if flags == original && status != Status::Live {
+        return untouched(status);
     }
     out.set_flags(flags);
-    // Keep a depth a native (3.17+) server chose itself if it is valid.
-    let depth = match out.max_stack_depth() {
-        d @ 1..=MAX_STACK_DEPTH => d.max(policy.stack_depth),
-        _ => policy.stack_depth,
-    };
-    out.set_max_stack_depth(depth);
     Decision {
-        status: Status::Live,
+        status,
         patched: Some(out),
     }
+}
+
+/// Adds passthrough to the reply's flags where it can be live; else says why not.
+fn passthrough(offer: &InitOffer, flags: &mut u64, policy: &Policy) -> Status {
+    if !policy.passthrough {
+        return Status::Disabled;
+    }
+    if offer.flags & init_flag::PASSTHROUGH == 0 {
+        return Status::KernelLacks;
+    }
+    if !policy.has_cap_sys_admin {
+        return Status::NoCapSysAdmin;
+    }
+    if *flags & init_flag::WRITEBACK_CACHE != 0 {
+        if !policy.drop_writeback {
+            return Status::WritebackCache;
+        }
+        *flags &= !init_flag::WRITEBACK_CACHE;
+    }
+    *flags |= init_flag::INIT_EXT | init_flag::PASSTHROUGH;
+    // With FUSE_HANDLE_KILLPRIV (v1) the kernel leaves clearing set-uid on
+    // write to the server, which never sees passthrough writes.
+    *flags &= !init_flag::HANDLE_KILLPRIV;
+    if policy.killpriv_v2 && offer.flags & init_flag::HANDLE_KILLPRIV_V2 != 0 {
+        *flags |= init_flag::HANDLE_KILLPRIV_V2;
+    }
+    Status::Live
 }
 
 #[cfg(test)]
@@ -247,6 +271,19 @@ mod tests {
             assert!(s.describe().ends_with('\0'));
             assert_eq!(Status::from_raw(s as u32), Some(s));
         }
-        assert_eq!(Status::from_raw(7), None);
+        assert_eq!(Status::from_raw(Status::ALL.len() as u32), None);
+    }
+
+    #[test]
+    fn direct_io_mmap_whenever_offered_even_without_passthrough() {
+        let k = init_flag::INIT_EXT | init_flag::DIRECT_IO_ALLOW_MMAP;
+        let d = negotiate(Some(&offer(k)), 0, &reply(0), &POLICY);
+        assert_eq!(d.status, Status::KernelLacks);
+        let f = d.patched.unwrap().flags();
+        assert_ne!(f & init_flag::DIRECT_IO_ALLOW_MMAP, 0);
+        assert_eq!(f & init_flag::PASSTHROUGH, 0);
+        // Not offered: the reply is left exactly as the server sent it.
+        let d = negotiate(Some(&offer(init_flag::INIT_EXT)), 0, &reply(0), &POLICY);
+        assert!(d.patched.is_none());
     }
 }

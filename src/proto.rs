@@ -20,6 +20,7 @@ pub mod init_flag {
     pub(crate) const HANDLE_KILLPRIV: u64 = 1 << 19;
     pub(crate) const HANDLE_KILLPRIV_V2: u64 = 1 << 28;
     pub(crate) const INIT_EXT: u64 = 1 << 30;
+    pub(crate) const DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
     pub(crate) const PASSTHROUGH: u64 = 1 << 37;
 }
 

@@ -10,7 +10,19 @@
 //! - one backing file per inode (else EBUSY).
 //!
 //! Each of those would reach the application as EIO; here they become a
-//! fallback or a shared id before the reply is built.
+//! fallback, a shared id, or a refusal the server can act on, before the
+//! reply is built.
+//!
+//! The kernel opens the backing file anew for every passthrough open, with
+//! that open's own flags and the credentials captured at registration. So
+//! whether an open may use the inode's backing file is a question about the
+//! server's fd for *this* open: is it the same file, and did the server open
+//! that file for the access asked for (now or for an earlier open that still
+//! holds the id)?
+//!
+//! System calls (fstat, fcntl, the BACKING_OPEN/CLOSE ioctls) run outside the
+//! shard locks: a first open registers optimistically and gives its id back
+//! if another open attached a backing file meanwhile.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -24,12 +36,14 @@ use crate::sys::{self, FileId};
 pub trait BackingDevice: Send + Sync {
     fn open(&self, fd: RawFd) -> Result<u32, i32>;
     fn close(&self, id: u32) -> Result<(), i32>;
+    /// No more ids: release the device (after `clear`).
+    fn shutdown(&self) {}
 }
 
 /// What the server offered for this open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// No passthrough for this open.
+    /// No backing file of its own for this open (`backing_fd == -1`).
     Declined,
     /// The server's open fd of the backing file; fpio registers it.
     Fd(RawFd),
@@ -62,37 +76,49 @@ pub struct OpenRequest {
 pub enum Grant {
     /// FOPEN_PASSTHROUGH with this id.
     Passthrough(u32),
-    /// FOPEN_DIRECT_IO|FOPEN_PASSTHROUGH with this id: the inode's shared
-    /// backing file cannot serve this open's access mode, so read/write go
-    /// to the server while the inode stays in passthrough mode.
+    /// FOPEN_DIRECT_IO|FOPEN_PASSTHROUGH with this id: the open declined a
+    /// backing file of its own, but the inode has one (so the kernel insists
+    /// on passthrough) that the server opened for this access: read and
+    /// write go to the server, mmap to that file.
     SharedDirect(u32),
-    /// No backing file: server-side io, for the counted reason, with the
-    /// errno a caller that insisted on passthrough would get.
+    /// No backing file: the server's own reply, for the counted reason, with
+    /// the errno a caller that insisted on passthrough would get.
     Fallback(FallbackKind, Counter, i32),
-    /// The server offered a different file than the inode's backing file.
+    /// The inode's backing file was not opened by the server for this access,
+    /// or is another server-registered id: the open fails with EBUSY.
     Busy,
+    /// The server's fd is another file than the inode's live backing file
+    /// (e.g. an overlay copied the file up while an open still uses the old
+    /// one): answered ESTALE, so the kernel looks the name up again.
+    Stale,
 }
 
 /// Identifies one recorded open, so a failed reply can be undone exactly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
     ino: u64,
+    fh: u64,
     serial: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// Holds a reference on the inode's backing file (Passthrough or SharedDirect).
-    Backed,
-    Cached,
-    Direct,
+    Backed = 0,
+    Cached = 1,
+    Direct = 2,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct OpenRec {
-    serial: u64,
-    fh: u64,
-    kind: Kind,
+/// Access bits, so grants from several fds of one file add up.
+const READ: u8 = 1;
+const WRITE: u8 = 2;
+
+fn access_bits(access: i32) -> u8 {
+    match access {
+        libc::O_RDONLY => READ,
+        libc::O_WRONLY => WRITE,
+        _ => READ | WRITE,
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -100,25 +126,84 @@ struct Backing {
     id: u32,
     /// fpio registered it and so closes it; server ids are the server's.
     owned: bool,
-    /// The backing file, when fpio saw its fd.
+    /// The backing file (None: a server id, whose file fpio never saw).
     file: Option<FileId>,
-    /// `O_ACCMODE` of the backing fd; None: unknown (server id), assume it serves all.
-    access: Option<i32>,
+    /// What the server opened the file for, over all fds it offered while
+    /// the id lived (server ids: everything).
+    granted: u8,
 }
 
 #[derive(Debug, Default)]
 struct InodeState {
     backing: Option<Backing>,
-    opens: Vec<OpenRec>,
+    /// Opens by file handle; a handle reused before its release shows up
+    /// twice (newest last).
+    opens: HashMap<u64, Vec<(u64, Kind)>>,
+    counts: [u32; 3],
 }
 
 impl InodeState {
     fn has(&self, kind: Kind) -> bool {
-        self.opens.iter().any(|o| o.kind == kind)
+        self.counts[kind as usize] > 0
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.iter().all(|&c| c == 0) && self.backing.is_none()
+    }
+
+    fn record(&mut self, fh: u64, serial: u64, kind: Kind) {
+        self.opens.entry(fh).or_default().push((serial, kind));
+        self.counts[kind as usize] += 1;
+    }
+
+    /// Removes the newest open under `fh` (or exactly `serial`).
+    fn remove(&mut self, fh: u64, serial: Option<u64>) -> Option<Kind> {
+        let list = self.opens.get_mut(&fh)?;
+        let pos = match serial {
+            Some(s) => list.iter().rposition(|&(x, _)| x == s)?,
+            None => list.len().checked_sub(1)?,
+        };
+        let (_, kind) = list.remove(pos);
+        if list.is_empty() {
+            self.opens.remove(&fh);
+        }
+        self.counts[kind as usize] -= 1;
+        Some(kind)
     }
 }
 
-const SHARDS: usize = 64;
+/// The server's fd, looked at before any lock is taken.
+#[derive(Clone, Copy, Debug)]
+enum Offered {
+    File { file: FileId, access: i32 },
+    Unusable(Counter, i32),
+    None,
+}
+
+fn look_at(source: Source) -> Offered {
+    let Source::Fd(fd) = source else { return Offered::None };
+    let file = match sys::fstat(fd) {
+        Ok(f) if f.is_regular() => f,
+        Ok(f) if f.mode & libc::S_IFMT == libc::S_IFDIR => {
+            return Offered::Unusable(Counter::FallbackNotRegular, libc::EISDIR)
+        }
+        Ok(_) => return Offered::Unusable(Counter::FallbackNotRegular, libc::EINVAL),
+        Err(e) => return Offered::Unusable(Counter::FallbackBadFd, e),
+    };
+    match sys::access_mode(fd) {
+        Ok(access) => Offered::File { file, access },
+        Err(e) => Offered::Unusable(Counter::FallbackBadFd, e),
+    }
+}
+
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// Spreads inode numbers over the shards. Lowlevel servers often use
+/// pointers as inode numbers, whose low bits are all alike.
+fn shard_of(ino: u64) -> usize {
+    (ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - SHARD_BITS)) as usize
+}
 
 pub struct Registry {
     shards: Vec<Mutex<HashMap<u64, InodeState>>>,
@@ -126,15 +211,10 @@ pub struct Registry {
     device: Box<dyn BackingDevice>,
 }
 
-fn reads(access: i32) -> bool {
-    access != libc::O_WRONLY
-}
-fn writes(access: i32) -> bool {
-    access != libc::O_RDONLY
-}
-/// Whether a backing fd opened with `have` can serve an open that asked for `want`.
-fn covers(have: i32, want: i32) -> bool {
-    (reads(have) || !reads(want)) && (writes(have) || !writes(want))
+/// What to do with an open before (or instead of) registering its fd.
+enum Step {
+    Done(Grant),
+    Register(RawFd, FileId, i32),
 }
 
 impl Registry {
@@ -149,123 +229,120 @@ impl Registry {
     fn shard(&self, ino: u64) -> std::sync::MutexGuard<'_, HashMap<u64, InodeState>> {
         // A panic while holding a shard cannot leave it half-updated in a way
         // that matters more than refusing service, so recover the guard.
-        self.shards[(ino as usize) % SHARDS]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shards[shard_of(ino)].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides the io mode of one open and records it. `Busy` records nothing.
+    /// Decides the io mode of one open and records it. `Busy` and `Stale`
+    /// record nothing.
     pub fn acquire(&self, req: &OpenRequest, counters: &Counters) -> (Grant, Option<Ticket>) {
+        let offered = look_at(req.source);
+        let step = {
+            let mut map = self.shard(req.ino);
+            let state = map.entry(req.ino).or_default();
+            match decide(state, req, offered) {
+                Step::Done(grant) => return self.finish(&mut map, req, grant, counters),
+                step => step,
+            }
+        };
+        let Step::Register(fd, file, access) = step else { unreachable!() };
+        let registered = self.device.open(fd);
         let mut map = self.shard(req.ino);
         let state = map.entry(req.ino).or_default();
-        let grant = match state.backing {
-            Some(b) => share(&b, req),
-            None => self.attach(state, req, counters),
-        };
-        let kind = match grant {
-            Grant::Passthrough(_) | Grant::SharedDirect(_) => Kind::Backed,
-            Grant::Fallback(FallbackKind::Cached, ..) => Kind::Cached,
-            Grant::Fallback(FallbackKind::Direct, ..) => Kind::Direct,
-            Grant::Busy => {
-                counters.inc(Counter::BusyRefused);
-                if state.opens.is_empty() && state.backing.is_none() {
-                    map.remove(&req.ino);
-                }
-                return (Grant::Busy, None);
-            }
-        };
-        if let Grant::Fallback(_, reason, _) = grant {
-            counters.inc(reason);
-        }
-        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
-        state.opens.push(OpenRec {
-            serial,
-            fh: req.fh,
-            kind,
-        });
-        (grant, Some(Ticket { ino: req.ino, serial }))
-    }
-
-    /// No backing file yet: register one, or pick the fallback.
-    fn attach(&self, state: &mut InodeState, req: &OpenRequest, counters: &Counters) -> Grant {
-        let fallback = |reason, errno| Grant::Fallback(req.fallback, reason, errno);
-        let fd = match req.source {
-            Source::ServerId(id) => {
-                state.backing = Some(Backing {
-                    id,
-                    owned: false,
-                    file: None,
-                    access: None,
-                });
-                return Grant::Passthrough(id);
-            }
-            _ if !req.live => return fallback(Counter::FallbackNotLive, libc::EOPNOTSUPP),
-            Source::Declined => return fallback(Counter::FallbackDeclined, libc::EBADF),
-            Source::Fd(fd) => fd,
-        };
-        if state.has(Kind::Cached) {
-            return fallback(Counter::FallbackCachedOpens, libc::ETXTBSY);
-        }
-        // A direct open fpio answered may still be on its way through the
-        // kernel's open path; if this open attached a backing file first, the
-        // kernel would fail that one (a non-passthrough open of an inode with
-        // a backing file: EIO). So no new backing file while any is live.
-        if state.has(Kind::Direct) {
-            return fallback(Counter::FallbackDirectOpens, libc::ETXTBSY);
-        }
-        let file = match sys::fstat(fd) {
-            Ok(f) if f.is_regular() => f,
-            Ok(f) if f.mode & libc::S_IFMT == libc::S_IFDIR => {
-                return fallback(Counter::FallbackNotRegular, libc::EISDIR)
-            }
-            Ok(_) => return fallback(Counter::FallbackNotRegular, libc::EINVAL),
-            Err(e) => return fallback(Counter::FallbackBadFd, e),
-        };
-        // The backing fd must serve this open and must not exceed it.
-        match sys::access_mode(fd) {
-            Ok(a) if a == req.access => {}
-            Ok(_) => return fallback(Counter::FallbackAccess, libc::EACCES),
-            Err(e) => return fallback(Counter::FallbackBadFd, e),
-        }
-        match self.device.open(fd) {
-            Ok(id) => {
+        // Another open may have changed the inode while the ioctl ran; then
+        // this id is not needed and goes back once the shard is released.
+        let (grant, spare) = match (decide(state, req, offered), registered) {
+            (Step::Register(..), Ok(id)) => {
                 counters.inc(Counter::BackingOpened);
                 counters.inc(Counter::BackingIdsLive);
                 state.backing = Some(Backing {
                     id,
                     owned: true,
                     file: Some(file),
-                    access: Some(req.access),
+                    granted: access_bits(access),
                 });
-                Grant::Passthrough(id)
+                (Grant::Passthrough(id), None)
             }
-            Err(e) => fallback(Counter::FallbackRegisterFailed, e),
+            (Step::Register(..), Err(e)) => (
+                Grant::Fallback(req.fallback, Counter::FallbackRegisterFailed, e),
+                None,
+            ),
+            (Step::Done(grant), registered) => (grant, registered.ok()),
+        };
+        let result = self.finish(&mut map, req, grant, counters);
+        drop(map);
+        if let Some(id) = spare {
+            let _ = self.device.close(id);
         }
+        result
+    }
+
+    /// Records the open under its grant (with the shard held).
+    fn finish(
+        &self,
+        map: &mut HashMap<u64, InodeState>,
+        req: &OpenRequest,
+        grant: Grant,
+        counters: &Counters,
+    ) -> (Grant, Option<Ticket>) {
+        let state = map.entry(req.ino).or_default();
+        let kind = match grant {
+            Grant::Passthrough(_) | Grant::SharedDirect(_) => Kind::Backed,
+            Grant::Fallback(FallbackKind::Cached, ..) => Kind::Cached,
+            Grant::Fallback(FallbackKind::Direct, ..) => Kind::Direct,
+            Grant::Busy | Grant::Stale => {
+                counters.inc(if grant == Grant::Busy {
+                    Counter::BusyRefused
+                } else {
+                    Counter::StaleRefused
+                });
+                if state.is_empty() {
+                    map.remove(&req.ino);
+                }
+                return (grant, None);
+            }
+        };
+        if let Grant::Fallback(_, reason, _) = grant {
+            counters.inc(reason);
+        }
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        state.record(req.fh, serial, kind);
+        (
+            grant,
+            Some(Ticket {
+                ino: req.ino,
+                fh: req.fh,
+                serial,
+            }),
+        )
     }
 
     /// Drops the open (ino, fh). Closes the backing id at its last reference.
     pub fn release(&self, ino: u64, fh: u64, counters: &Counters) -> Result<(), i32> {
-        self.forget(ino, counters, |o| o.fh == fh)
+        self.forget(ino, fh, None, counters)
     }
 
     /// Takes back an open whose reply never reached the kernel.
     pub fn undo(&self, t: Ticket, counters: &Counters) {
-        let _ = self.forget(t.ino, counters, |o| o.serial == t.serial);
+        let _ = self.forget(t.ino, t.fh, Some(t.serial), counters);
     }
 
-    fn forget(&self, ino: u64, counters: &Counters, pick: impl Fn(&OpenRec) -> bool) -> Result<(), i32> {
-        let mut map = self.shard(ino);
-        let state = map.get_mut(&ino).ok_or(libc::ENOENT)?;
-        // The newest match: with a reused fh, the older open is the stale one.
-        let pos = state.opens.iter().rposition(pick).ok_or(libc::ENOENT)?;
-        let rec = state.opens.remove(pos);
-        if rec.kind == Kind::Backed && !state.has(Kind::Backed) {
-            if let Some(b) = state.backing.take() {
-                self.close_backing(&b, counters);
+    fn forget(&self, ino: u64, fh: u64, serial: Option<u64>, counters: &Counters) -> Result<(), i32> {
+        let closing = {
+            let mut map = self.shard(ino);
+            let state = map.get_mut(&ino).ok_or(libc::ENOENT)?;
+            let kind = state.remove(fh, serial).ok_or(libc::ENOENT)?;
+            let closing = if kind == Kind::Backed && !state.has(Kind::Backed) {
+                state.backing.take()
+            } else {
+                None
+            };
+            if state.is_empty() {
+                map.remove(&ino);
             }
-        }
-        if state.opens.is_empty() && state.backing.is_none() {
-            map.remove(&ino);
+            closing
+        };
+        if let Some(b) = closing {
+            self.close_backing(&b, counters);
         }
         Ok(())
     }
@@ -284,11 +361,17 @@ impl Registry {
         self.shard(ino).get(&ino).and_then(|s| s.backing.map(|b| b.id))
     }
 
+    /// `clear`, then lets the device go: later registrations fail (EBADF).
+    pub fn shutdown(&self, counters: &Counters) {
+        self.clear(counters);
+        self.device.shutdown();
+    }
+
     /// Closes every id fpio registered and forgets every open (session end).
     pub fn clear(&self, counters: &Counters) {
         for shard in &self.shards {
-            let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (_, state) in map.drain() {
+            let drained: Vec<_> = shard.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+            for (_, state) in drained {
                 if let Some(b) = state.backing {
                     self.close_backing(&b, counters);
                 }
@@ -297,22 +380,84 @@ impl Registry {
     }
 }
 
+/// The io mode of one open, from the inode's state and what the server
+/// offered; `Register` when the offered fd should become the backing file.
+fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
+    if let Some(b) = state.backing.as_mut() {
+        return Step::Done(share(b, req, offered));
+    }
+    let fallback = |reason, errno| Step::Done(Grant::Fallback(req.fallback, reason, errno));
+    if let Source::ServerId(id) = req.source {
+        state.backing = Some(Backing {
+            id,
+            owned: false,
+            file: None,
+            granted: READ | WRITE,
+        });
+        return Step::Done(Grant::Passthrough(id));
+    }
+    if !req.live {
+        return fallback(Counter::FallbackNotLive, libc::EOPNOTSUPP);
+    }
+    let (file, access) = match offered {
+        Offered::None => return fallback(Counter::FallbackDeclined, libc::EBADF),
+        Offered::Unusable(reason, e) => return fallback(reason, e),
+        Offered::File { file, access } => (file, access),
+    };
+    if state.has(Kind::Cached) {
+        return fallback(Counter::FallbackCachedOpens, libc::ETXTBSY);
+    }
+    // A direct open fpio answered may still be on its way through the
+    // kernel's open path; if this open attached a backing file first, the
+    // kernel would fail that one (a non-passthrough open of an inode with
+    // a backing file: EIO). So no new backing file while any is live.
+    if state.has(Kind::Direct) {
+        return fallback(Counter::FallbackDirectOpens, libc::ETXTBSY);
+    }
+    // The server must have opened the file for the access asked for.
+    if !covers(access_bits(access), access_bits(req.access)) {
+        return fallback(Counter::FallbackAccess, libc::EACCES);
+    }
+    let Source::Fd(fd) = req.source else { unreachable!("offered implies an fd") };
+    Step::Register(fd, file, access)
+}
+
+fn covers(granted: u8, wanted: u8) -> bool {
+    granted & wanted == wanted
+}
+
 /// The inode already has a backing file: every open must use it.
-fn share(b: &Backing, req: &OpenRequest) -> Grant {
-    match req.source {
-        Source::ServerId(id) if id != b.id => return Grant::Busy,
-        Source::Fd(fd) => {
-            if let (Some(mine), Ok(theirs)) = (b.file, sys::fstat(fd)) {
-                if (mine.dev, mine.ino) != (theirs.dev, theirs.ino) {
-                    return Grant::Busy;
-                }
+fn share(b: &mut Backing, req: &OpenRequest, offered: Offered) -> Grant {
+    match (req.source, offered) {
+        (Source::ServerId(id), _) => {
+            if id == b.id {
+                Grant::Passthrough(id)
+            } else {
+                Grant::Busy
             }
         }
-        _ => {}
-    }
-    match b.access {
-        Some(have) if !covers(have, req.access) => Grant::SharedDirect(b.id),
-        _ => Grant::Passthrough(b.id),
+        (_, Offered::File { file, access }) => {
+            match b.file {
+                Some(mine) if (mine.dev, mine.ino) != (file.dev, file.ino) => return Grant::Stale,
+                _ => {}
+            }
+            let wanted = access_bits(req.access);
+            if covers(access_bits(access), wanted) {
+                // This fd grants the access itself: later declined opens may
+                // rely on it too while the id lives.
+                b.granted |= access_bits(access);
+                Grant::Passthrough(b.id)
+            } else {
+                Grant::Busy
+            }
+        }
+        _ => {
+            if covers(b.granted, access_bits(req.access)) {
+                Grant::SharedDirect(b.id)
+            } else {
+                Grant::Busy
+            }
+        }
     }
 }
 
@@ -398,20 +543,28 @@ mod tests {
     }
 
     #[test]
-    fn a_different_file_is_busy() {
-        let (_dev, reg, c) = setup();
+    fn a_different_file_is_stale_and_a_new_inode_gets_its_own_id() {
+        let (dev, reg, c) = setup();
         let (a, b) = (file(libc::O_RDWR), file(libc::O_RDWR));
         assert!(matches!(
             reg.acquire(&req(1, 1, libc::O_RDWR, Source::Fd(a)), &c).0,
             Grant::Passthrough(_)
         ));
-        assert_eq!(
-            reg.acquire(&req(1, 2, libc::O_RDWR, Source::Fd(b)), &c).0,
-            Grant::Busy
-        );
-        assert_eq!(c.get(Counter::BusyRefused), 1);
-        reg.release(1, 1, &c).unwrap();
+        // Readers too: their fd is another file than the one the inode uses.
+        for access in [libc::O_RDWR, libc::O_RDONLY] {
+            assert_eq!(reg.acquire(&req(1, 2, access, Source::Fd(b)), &c), (Grant::Stale, None));
+        }
+        assert_eq!(c.get(Counter::StaleRefused), 2);
         assert_eq!(reg.release(1, 2, &c), Err(libc::ENOENT));
+        // The server's fresh node id for the new file: a backing file of its own.
+        assert!(matches!(
+            reg.acquire(&req(2, 3, libc::O_RDWR, Source::Fd(b)), &c).0,
+            Grant::Passthrough(_)
+        ));
+        assert_eq!(dev.open.lock().unwrap().len(), 2);
+        reg.release(1, 1, &c).unwrap();
+        reg.release(2, 3, &c).unwrap();
+        assert!(dev.open.lock().unwrap().is_empty());
         sys::close(a);
         sys::close(b);
     }
@@ -435,12 +588,12 @@ mod tests {
         );
         reg.release(3, 1, &c).unwrap();
         reg.release(3, 2, &c).unwrap();
-        // Now passthrough first: a declined open must still use the backing file.
-        assert!(matches!(
-            reg.acquire(&req(3, 3, libc::O_RDWR, Source::Fd(fd)), &c).0,
-            Grant::Passthrough(_)
-        ));
-        assert!(matches!(reg.acquire(&cached, &c).0, Grant::Passthrough(_)));
+        // Now passthrough first: a declined open must still use the backing
+        // file, which the server opened for this access: io through the server.
+        let Grant::Passthrough(id) = reg.acquire(&req(3, 3, libc::O_RDWR, Source::Fd(fd)), &c).0 else {
+            panic!("first open should pass through");
+        };
+        assert_eq!(reg.acquire(&cached, &c).0, Grant::SharedDirect(id));
         sys::close(fd);
     }
 
@@ -490,26 +643,50 @@ mod tests {
         }
     }
 
+    /// `fd`'s file again, opened for `access`.
+    fn reopen(fd: RawFd, access: i32) -> RawFd {
+        let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+        // SAFETY: path is a NUL-terminated string.
+        let fd2 = unsafe { libc::open(path.as_ptr(), access | libc::O_CLOEXEC) };
+        assert!(fd2 >= 0);
+        fd2
+    }
+
     #[test]
-    fn access_never_widens_and_narrow_backing_goes_shared_direct() {
+    fn access_is_what_the_servers_fds_grant() {
         let (_dev, reg, c) = setup();
-        let (ro, rw) = (file(libc::O_RDONLY), file(libc::O_RDWR));
-        // An O_RDWR fd for an O_RDONLY open would widen access.
+        let rw = file(libc::O_RDWR);
+        let (ro, wo) = (reopen(rw, libc::O_RDONLY), reopen(rw, libc::O_WRONLY));
+        // A read-only fd cannot serve a writer's first open.
         assert_eq!(
-            reg.acquire(&req(4, 1, libc::O_RDONLY, Source::Fd(rw)), &c).0,
+            reg.acquire(&req(4, 1, libc::O_RDWR, Source::Fd(ro)), &c).0,
             Grant::Fallback(FallbackKind::Direct, Counter::FallbackAccess, libc::EACCES)
         );
         reg.release(4, 1, &c).unwrap();
         let Grant::Passthrough(id) = reg.acquire(&req(4, 2, libc::O_RDONLY, Source::Fd(ro)), &c).0 else {
             panic!("read-only open should pass through");
         };
-        // A writer cannot use the read-only backing file.
+        // A writer that declines cannot reach a file opened only for reading,
+        assert_eq!(reg.acquire(&req(4, 3, libc::O_WRONLY, Source::Declined), &c).0, Grant::Busy);
+        // nor one whose own fd lacks write access,
+        assert_eq!(reg.acquire(&req(4, 4, libc::O_RDWR, Source::Fd(ro)), &c).0, Grant::Busy);
+        // but its own fd of the same file for writing shares the id,
         assert_eq!(
-            reg.acquire(&req(4, 3, libc::O_RDWR, Source::Fd(ro)), &c).0,
+            reg.acquire(&req(4, 5, libc::O_WRONLY, Source::Fd(wo)), &c).0,
+            Grant::Passthrough(id)
+        );
+        // and from then on a declining writer gets io through the server.
+        assert_eq!(
+            reg.acquire(&req(4, 6, libc::O_WRONLY, Source::Declined), &c).0,
             Grant::SharedDirect(id)
         );
-        sys::close(ro);
-        sys::close(rw);
+        // A wider fd than the open may serve it: each open gets its own access.
+        let Grant::Passthrough(_) = reg.acquire(&req(9, 1, libc::O_RDONLY, Source::Fd(rw)), &c).0 else {
+            panic!("an O_RDWR fd serves an O_RDONLY open");
+        };
+        for fd in [rw, ro, wo] {
+            sys::close(fd);
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct FileInfo {
     pub keep_cache: bool,
     pub nonseekable: bool,
     pub noflush: bool,
+    /// libfuse 3.15+: the server asked for parallel direct writes itself.
+    pub parallel_direct_writes: bool,
+    pub cache_readdir: bool,
 }
 
 impl FileInfo {
@@ -23,20 +26,34 @@ impl FileInfo {
         self.flags & libc::O_ACCMODE
     }
 
-    /// The io a fallback open of this file gets: the server's own direct_io
-    /// choice wins over the session's default.
-    pub fn fallback(&self, session_default: FallbackKind) -> FallbackKind {
+    /// The io an open without passthrough gets: the server's own choice.
+    pub fn fallback(&self) -> FallbackKind {
         if self.direct_io {
             FallbackKind::Direct
         } else {
-            session_default
+            FallbackKind::Cached
         }
+    }
+
+    /// The open flags libfuse's fuse_reply_open() would send for this
+    /// `struct fuse_file_info` (without a backing id).
+    pub fn plain_flags(&self) -> OpenFlags {
+        let mut f = OpenFlags::empty();
+        f.set(OpenFlags::DIRECT_IO, self.direct_io);
+        f.set(OpenFlags::KEEP_CACHE, self.keep_cache);
+        f.set(OpenFlags::CACHE_DIR, self.cache_readdir);
+        f.set(OpenFlags::NONSEEKABLE, self.nonseekable);
+        f.set(OpenFlags::NOFLUSH, self.noflush);
+        f.set(OpenFlags::PARALLEL_DIRECT_WRITES, self.parallel_direct_writes);
+        f
     }
 }
 
 /// The reply's open flags and backing id for a grant. Every passthrough
 /// combination produced here is one the kernel accepts; PARALLEL_DIRECT_WRITES
-/// is always asked for where the io is not cached.
+/// is always asked for where the io is not cached. An open without a backing
+/// file gets exactly the server's own reply, plus PARALLEL_DIRECT_WRITES
+/// where that reply is direct io.
 pub fn open_flags(grant: Grant, fi: &FileInfo) -> (u32, i32) {
     let mut f = OpenFlags::empty();
     // NOFLUSH is legal in every mode.
@@ -50,17 +67,14 @@ pub fn open_flags(grant: Grant, fi: &FileInfo) -> (u32, i32) {
             f |= OpenFlags::PASSTHROUGH | OpenFlags::DIRECT_IO | OpenFlags::PARALLEL_DIRECT_WRITES;
             id as i32
         }
-        Grant::Fallback(FallbackKind::Direct, ..) => {
-            f |= OpenFlags::DIRECT_IO | OpenFlags::PARALLEL_DIRECT_WRITES;
-            f.set(OpenFlags::NONSEEKABLE, fi.nonseekable);
+        Grant::Fallback(..) => {
+            f = fi.plain_flags();
+            if f.contains(OpenFlags::DIRECT_IO) {
+                f |= OpenFlags::PARALLEL_DIRECT_WRITES;
+            }
             0
         }
-        Grant::Fallback(FallbackKind::Cached, ..) => {
-            f.set(OpenFlags::KEEP_CACHE, fi.keep_cache);
-            f.set(OpenFlags::NONSEEKABLE, fi.nonseekable);
-            0
-        }
-        Grant::Busy => return (0, 0),
+        Grant::Busy | Grant::Stale => return (0, 0),
     };
     debug_assert!(id == 0 || passthrough_flags_valid(f.bits()));
     (f.bits(), id)
@@ -109,20 +123,23 @@ mod tests {
     }
 
     #[test]
-    fn fallbacks_carry_no_backing() {
+    fn fallbacks_are_the_servers_own_reply() {
         for fi in all_fi() {
-            let (f, id) = open_flags(
-                Grant::Fallback(FallbackKind::Direct, Counter::FallbackDeclined, 0),
-                &fi,
-            );
+            let kind = fi.fallback();
+            let (f, id) = open_flags(Grant::Fallback(kind, Counter::FallbackDeclined, 0), &fi);
             assert_eq!(id, 0);
             assert_eq!(f & OpenFlags::PASSTHROUGH.bits(), 0);
-            assert_ne!(f & OpenFlags::DIRECT_IO.bits(), 0);
-            let (f, _) = open_flags(
-                Grant::Fallback(FallbackKind::Cached, Counter::FallbackDeclined, 0),
-                &fi,
-            );
-            assert_eq!(f & (OpenFlags::DIRECT_IO | OpenFlags::PASSTHROUGH).bits(), 0);
+            // Exactly what fuse_reply_open() sends, plus parallel direct writes
+            // where (and only where) the reply is direct io.
+            let mut want = fi.plain_flags();
+            if fi.direct_io {
+                assert_eq!(kind, FallbackKind::Direct);
+                want |= OpenFlags::PARALLEL_DIRECT_WRITES;
+            } else {
+                assert_eq!(kind, FallbackKind::Cached);
+                assert_eq!(f & OpenFlags::PARALLEL_DIRECT_WRITES.bits(), 0);
+            }
+            assert_eq!(f, want.bits(), "{fi:?}");
         }
     }
 

@@ -1,19 +1,22 @@
 //! A session: fpio attached to one mounted libfuse session. It owns the
-//! read/writev wrappers libfuse calls for every request and reply (counting
-//! requests, patching the INIT reply), the backing registry, and the counters.
+//! backing registry and the counters, negotiates passthrough (in the INIT
+//! reply on libfuse 3.14, through the server's `struct fuse_conn_info` on
+//! 3.17+), and, where libfuse lets it wrap the session's io, looks at every
+//! request (counting them, noting set-uid kill markers).
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
-use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bitflags::bitflags;
 use once_cell::sync::Lazy;
 
 use crate::counters::{Counter, Counters};
 use crate::fault::Faults;
-use crate::glue::{self, fuse_req_t, fuse_session};
+use crate::glue::{self, fuse_conn_info, fuse_req_t, fuse_session, ConnChange};
+use crate::log;
 use crate::negotiate::{negotiate, Policy, Status};
 use crate::proto::{
     self, opcode, InHeader, InitOffer, OutHeader, IN_HEADER_LEN, MAX_STACK_DEPTH, OUT_HEADER_LEN,
@@ -27,17 +30,24 @@ bitflags! {
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub struct SessionFlags: u32 {
         const NO_PASSTHROUGH = 1 << 0;
-        const FALLBACK_CACHED = 1 << 1;
-        const DROP_WRITEBACK = 1 << 2;
         const STACK_DEPTH_2 = 1 << 3;
         const KILLPRIV_V2 = 1 << 4;
     }
 }
 
+/// How requests reach the server (`FPIO_TRANSPORT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Transport {
+    Unknown = 0,
+    Device = 1,
+    IoUring = 2,
+}
+
 /// Backing ids from the FUSE device, through fpio's own dup of its fd (so a
 /// session freed after fuse_session_destroy() never ioctls a reused fd number).
 struct Device {
-    fd: RawFd,
+    fd: AtomicI32,
     faults: Faults,
 }
 
@@ -48,19 +58,25 @@ impl BackingDevice for Device {
         // every passthrough write. Without CAP_FSETID in them, the backing
         // filesystem clears set-uid/set-gid on each write as it would for an
         // unprivileged writer, whatever the FUSE inode's cached mode says.
-        sys::without_effective_cap(sys::CAP_FSETID, || sys::backing_open(self.fd, fd))
+        let dev = self.fd.load(Ordering::Acquire);
+        sys::without_effective_cap(sys::CAP_FSETID, || sys::backing_open(dev, fd))
     }
 
     fn close(&self, id: u32) -> Result<(), i32> {
-        sys::backing_close(self.fd, id)
+        sys::backing_close(self.fd.load(Ordering::Acquire), id)
+    }
+
+    fn shutdown(&self) {
+        let fd = self.fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            sys::close(fd);
+        }
     }
 }
 
 impl Drop for Device {
     fn drop(&mut self) {
-        if self.fd >= 0 {
-            sys::close(self.fd);
-        }
+        self.shutdown();
     }
 }
 
@@ -69,17 +85,36 @@ pub struct Session {
     main_fd: RawFd,
     /// fpio's dup of the FUSE device fd (owned by the registry's Device).
     dev_fd: RawFd,
-    /// libfuse passes the server's userdata to the io callbacks; it is bound
-    /// on the first call on `main_fd` and then also finds clone_fd channels.
+    /// The channels (main fd, clone_fd clones) the io wrappers tied to this session.
+    channels: Mutex<Vec<RawFd>>,
+    /// libfuse passes the server's userdata to the io callbacks.
     userdata: AtomicUsize,
     userdata_bound: AtomicBool,
     flags: SessionFlags,
     has_cap_sys_admin: bool,
+    /// libfuse negotiates passthrough itself (3.17+): fpio asks through conn.
+    native_api: bool,
+    /// fpio wraps the session's io (refused by libfuse 3.18.3+ by default).
+    wire: bool,
     status: AtomicU32,
+    init_called: AtomicBool,
+    /// Native negotiation: fpio asked libfuse for passthrough in init().
+    asked_passthrough: AtomicBool,
+    /// Native negotiation: what a backing registration showed at the first open.
+    proven: OnceLock<Status>,
+    /// The server's init() kept writeback caching (wire negotiation honours it).
+    drop_writeback: AtomicBool,
+    /// Requests fpio could not look at: spliced, or on a channel it could not tie here.
+    unseen_requests: AtomicBool,
+    transport: AtomicU32,
     offer: Mutex<Option<InitOffer>>,
     /// `unique` of the INIT request whose reply is still to be patched (0: none).
     init_unique: AtomicU64,
     last_register_errno: AtomicU32,
+    /// fpio_session_free() ran: dev_fd is closed.
+    detached: AtomicBool,
+    /// Fallback reasons already logged (bit per counter).
+    logged: AtomicU64,
     faults: Faults,
     pub counters: Counters,
     registry: Registry,
@@ -88,15 +123,30 @@ pub struct Session {
 /// How many sessions wait for their INIT reply: zero on the hot path.
 static INIT_PENDING: AtomicUsize = AtomicUsize::new(0);
 
-/// Live sessions, for the io callbacks (which get only fd and userdata).
+/// Live sessions. Readers cache their last match per thread and revalidate it
+/// against `GENERATION`, which changes whenever the table does, so the hot
+/// paths (every C call, every request) take no lock.
 static SESSIONS: Lazy<RwLock<Vec<Arc<Session>>>> = Lazy::new(|| RwLock::new(Vec::new()));
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    /// The last (fd, userdata) -> session match of this thread: one lookup per
-    /// request would otherwise take the table's lock.
-    static LAST: RefCell<Option<(RawFd, usize, Weak<Session>)>> = const { RefCell::new(None) };
+    /// The last handle -> session match of this thread, with the table
+    /// generation it was made under.
+    static LAST_HANDLE: RefCell<Option<(usize, u64, Arc<Session>)>> = const { RefCell::new(None) };
+    /// The last (fd, userdata) -> session match of this thread.
+    static LAST_CHANNEL: RefCell<Option<(RawFd, usize, u64, Arc<Session>)>> = const { RefCell::new(None) };
     /// Whether the request this thread read last carried a kill-suid/sgid marker.
     static KILL_SUIDGID: Cell<bool> = const { Cell::new(false) };
+    /// An INIT read on a channel no session knows yet (libfuse 3.14 reads it
+    /// on a clone_fd clone): claimed by fpio_session_init() on this thread.
+    static UNCLAIMED_INIT: RefCell<Option<UnclaimedInit>> = const { RefCell::new(None) };
+}
+
+struct UnclaimedInit {
+    fd: RawFd,
+    userdata: usize,
+    unique: u64,
+    offer: Option<InitOffer>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -106,14 +156,20 @@ pub enum NewError {
     Io(i32),
 }
 
+fn table_changed() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
 impl Session {
-    /// Attaches to `se`: installs the io wrappers.
+    /// Attaches to `se`: wraps its io where libfuse allows it.
     ///
     /// # Safety
     /// `se` must be a live libfuse session.
     pub unsafe fn attach(se: *mut fuse_session, flags: SessionFlags) -> Result<Arc<Session>, NewError> {
+        crate::glue::hooks::install_once();
         let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
-        let main_fd = glue::session_fd(se);
+        // SAFETY: per this function's contract.
+        let main_fd = unsafe { glue::session_fd(se) };
         if main_fd < 0 {
             return Err(NewError::NotMounted);
         }
@@ -128,37 +184,76 @@ impl Session {
             .drain(..)
             .partition(|s| s.se == se as usize || s.main_fd == main_fd);
         *table = kept;
-        let dev_fd = sys::dup_cloexec(main_fd).map_err(NewError::Io)?;
-        let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags));
-        let rc = glue::install_io(se, hook_read, hook_writev, hook_after_write);
-        if rc < 0 {
-            return Err(NewError::Io(-rc));
-        }
+        table_changed();
+        let retire = |stale: Vec<Arc<Session>>| {
+            for s in stale {
+                s.init_pending_done();
+                s.detached.store(true, Ordering::Release);
+                s.registry.shutdown(&s.counters);
+            }
+        };
+        let dev_fd = match sys::dup_cloexec(main_fd) {
+            Ok(fd) => fd,
+            Err(e) => {
+                drop(table);
+                retire(stale);
+                return Err(NewError::Io(e));
+            }
+        };
+        let native_api = glue::version_built() >= 317;
+        // SAFETY: se is live and mounted; the loop has not started.
+        let wire = match unsafe { glue::install_io(se) } {
+            0 => true,
+            // libfuse refuses custom io (3.18.3+ by default): negotiate
+            // natively and run without looking at requests.
+            rc if rc == -libc::ENOTSUP && native_api => false,
+            rc => {
+                sys::close(dev_fd);
+                drop(table);
+                retire(stale);
+                return Err(NewError::Io(-rc));
+            }
+        };
+        let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags, native_api, wire));
         table.push(session.clone());
+        table_changed();
         drop(table);
-        for s in stale {
-            s.registry.clear(&s.counters);
-        }
+        retire(stale);
+        log::attached(&session.describe());
         Ok(session)
     }
 
-    fn new(se: usize, main_fd: RawFd, dev_fd: RawFd, flags: SessionFlags) -> Session {
+    fn new(se: usize, main_fd: RawFd, dev_fd: RawFd, flags: SessionFlags, native_api: bool, wire: bool) -> Session {
         let faults = Faults::from_env();
         Session {
             se,
             main_fd,
             dev_fd,
+            channels: Mutex::new(vec![main_fd]),
             userdata: AtomicUsize::new(0),
             userdata_bound: AtomicBool::new(false),
             flags,
             has_cap_sys_admin: sys::has_effective_cap(sys::CAP_SYS_ADMIN),
+            native_api,
+            wire,
             status: AtomicU32::new(Status::Pending as u32),
+            init_called: AtomicBool::new(false),
+            asked_passthrough: AtomicBool::new(false),
+            proven: OnceLock::new(),
+            drop_writeback: AtomicBool::new(false),
+            unseen_requests: AtomicBool::new(false),
+            transport: AtomicU32::new(Transport::Unknown as u32),
             offer: Mutex::new(None),
             init_unique: AtomicU64::new(0),
             last_register_errno: AtomicU32::new(0),
+            detached: AtomicBool::new(false),
+            logged: AtomicU64::new(0),
             faults: faults.clone(),
             counters: Counters::default(),
-            registry: Registry::new(Box::new(Device { fd: dev_fd, faults })),
+            registry: Registry::new(Box::new(Device {
+                fd: AtomicI32::new(dev_fd),
+                faults,
+            })),
         }
     }
 
@@ -167,7 +262,7 @@ impl Session {
     /// and reply bookkeeping. Not part of the C API.
     #[doc(hidden)]
     pub fn unattached(flags: SessionFlags) -> Session {
-        Session::new(0, -1, -1, flags)
+        Session::new(0, -1, -1, flags, false, true)
     }
 
     /// What the read wrapper does with one request (tests and fuzzing).
@@ -187,48 +282,208 @@ impl Session {
     pub fn detach(self: &Arc<Self>) {
         let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
         table.retain(|s| !Arc::ptr_eq(s, self));
+        table_changed();
         drop(table);
         self.init_pending_done();
-        self.registry.clear(&self.counters);
+        self.detached.store(true, Ordering::Release);
+        // Other threads may still cache this Arc (until they see the new
+        // generation), so the device fd is closed here, not at drop.
+        self.registry.shutdown(&self.counters);
+        LAST_HANDLE.with(|l| l.borrow_mut().take());
+        LAST_CHANNEL.with(|l| l.borrow_mut().take());
+        log::freed(&self.describe(), &self.render_counters());
     }
 
     pub fn status(&self) -> Status {
         Status::from_raw(self.status.load(Ordering::Acquire)).unwrap_or(Status::NotNegotiated)
     }
 
+    fn set_status(&self, status: Status) {
+        if self.status.swap(status as u32, Ordering::AcqRel) != status as u32 {
+            log::status(status);
+        }
+    }
+
     pub fn offer(&self) -> Option<InitOffer> {
         *self.offer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn transport(&self) -> Transport {
+        match self.transport.load(Ordering::Relaxed) {
+            1 => Transport::Device,
+            2 => Transport::IoUring,
+            _ => Transport::Unknown,
+        }
+    }
+
+    /// Whether the request counters count every request: fpio wraps the io,
+    /// nothing was spliced or read on a channel it could not place, and
+    /// requests do not arrive over io_uring.
+    pub fn requests_observed(&self) -> bool {
+        self.wire && !self.unseen_requests.load(Ordering::Relaxed) && self.transport() != Transport::IoUring
     }
 
     pub fn backing_id(&self, ino: u64) -> Option<u32> {
         self.registry.backing_id(ino)
     }
 
-    fn fallback_default(&self) -> FallbackKind {
-        if self.flags.contains(SessionFlags::FALLBACK_CACHED) {
-            FallbackKind::Cached
-        } else {
-            FallbackKind::Direct
+    /// One line on how this session works, for logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "libfuse {}.{}, {} negotiation, {}, {}",
+            glue::version_runtime() / 100,
+            glue::version_runtime() % 100,
+            if self.native_api { "native" } else { "INIT-reply" },
+            if self.wire {
+                "requests observed through custom io"
+            } else {
+                "custom io refused by libfuse: request counters unavailable"
+            },
+            match self.transport() {
+                Transport::Unknown => "transport not seen yet",
+                Transport::Device => "transport /dev/fuse",
+                Transport::IoUring => "transport io_uring",
+            }
+        )
+    }
+
+    /// `name value` lines for every counter (`n/a` for unobserved requests),
+    /// then the status.
+    pub fn render_counters(&self) -> String {
+        let observed = self.requests_observed();
+        let mut out = String::new();
+        for &c in Counter::ALL {
+            if c.is_request() && !observed {
+                out.push_str(&format!("{} n/a\n", c.label()));
+            } else {
+                out.push_str(&format!("{} {}\n", c.label(), self.counters.get(c)));
+            }
         }
+        out.push_str(&format!(
+            "status {}\nregister_errno {}\ntransport {}\n",
+            self.status().describe().trim_end_matches('\0'),
+            self.last_register_errno(),
+            match self.transport() {
+                Transport::Unknown => "unknown",
+                Transport::Device => "dev",
+                Transport::IoUring => "io_uring",
+            }
+        ));
+        out
+    }
+
+    fn stack_depth(&self) -> u32 {
+        if self.flags.contains(SessionFlags::STACK_DEPTH_2) {
+            MAX_STACK_DEPTH
+        } else {
+            1
+        }
+    }
+
+    /// KILLPRIV_V2 leaves clearing set-uid to the server, which then must
+    /// see the kill markers of every request: only where fpio reads them.
+    fn killpriv_v2_safe(&self) -> bool {
+        self.flags.contains(SessionFlags::KILLPRIV_V2) && self.wire && !self.native_api
     }
 
     fn policy(&self) -> Policy {
         Policy {
             passthrough: !self.flags.contains(SessionFlags::NO_PASSTHROUGH),
             has_cap_sys_admin: self.has_cap_sys_admin,
-            drop_writeback: self.flags.contains(SessionFlags::DROP_WRITEBACK),
-            stack_depth: if self.flags.contains(SessionFlags::STACK_DEPTH_2) {
-                MAX_STACK_DEPTH
+            drop_writeback: self.drop_writeback.load(Ordering::Relaxed),
+            stack_depth: self.stack_depth(),
+            killpriv_v2: self.killpriv_v2_safe(),
+        }
+    }
+
+    // ---- the server's init() ----
+
+    /// Called from the server's init() (last): asks libfuse for what
+    /// passthrough needs, decides writeback, and says whether passthrough
+    /// will be live (a registration at the first open proves it).
+    ///
+    /// # Safety
+    /// `conn` must be the connection libfuse passed to init(), on its thread.
+    pub unsafe fn init(&self, conn: *mut fuse_conn_info) -> bool {
+        self.init_called.store(true, Ordering::Release);
+        if self.wire && !self.native_api {
+            self.claim_init();
+        }
+        // SAFETY: per this function's contract.
+        let info = unsafe { glue::conn_read(conn) };
+        let kernel_offers = if self.native_api {
+            info.capable_passthrough != 0
+        } else {
+            self.offer()
+                .is_some_and(|o| o.flags & proto::init_flag::PASSTHROUGH != 0)
+        };
+        let verdict = if self.flags.contains(SessionFlags::NO_PASSTHROUGH) {
+            Status::Disabled
+        } else if !kernel_offers {
+            if self.native_api || self.offer().is_some() {
+                Status::KernelLacks
             } else {
-                1
-            },
-            killpriv_v2: self.flags.contains(SessionFlags::KILLPRIV_V2),
+                Status::NotNegotiated
+            }
+        } else if !self.has_cap_sys_admin {
+            Status::NoCapSysAdmin
+        } else {
+            Status::Live
+        };
+        let live = verdict == Status::Live;
+        let mut change = ConnChange::default();
+        if live {
+            // Passthrough wins over a writeback cache the server asked for:
+            // the kernel turns passthrough off under writeback.
+            change.drop_writeback = info.want_writeback;
+            // With KILLPRIV (v1) the kernel leaves clearing set-uid on write to
+            // the server, which never sees passthrough writes; the same for
+            // KILLPRIV_V2 unless fpio can tell the server about every kill.
+            change.drop_killpriv = 1;
+            change.drop_killpriv_v2 = u32::from(!self.killpriv_v2_safe());
+            self.drop_writeback.store(info.want_writeback != 0, Ordering::Relaxed);
+            if self.native_api {
+                change.want_passthrough = 1;
+                change.stack_depth = self.stack_depth();
+                self.asked_passthrough.store(true, Ordering::Release);
+            }
+        }
+        if self.native_api {
+            change.want_direct_io_allow_mmap = info.capable_direct_io_allow_mmap;
+        }
+        if info.want_splice_read != 0 && self.wire {
+            // Spliced requests pass fpio unseen; say so from the start.
+            self.unseen_requests.store(true, Ordering::Relaxed);
+        }
+        // SAFETY: per this function's contract.
+        unsafe { glue::conn_apply(conn, &change) };
+        if self.native_api {
+            self.set_status(if live { Status::Pending } else { verdict });
+        }
+        live
+    }
+
+    /// libfuse 3.14 read this session's INIT on a channel fpio had not tied
+    /// to any session (a clone_fd clone): init() runs on the same thread, so
+    /// the INIT this thread read is this session's.
+    fn claim_init(&self) {
+        let Some(u) = UNCLAIMED_INIT.with(|c| c.borrow_mut().take()) else { return };
+        if self.offer().is_some() {
+            return;
+        }
+        bind_channel(self, u.fd);
+        if !self.userdata_bound.swap(true, Ordering::AcqRel) {
+            self.userdata.store(u.userdata, Ordering::Release);
+        }
+        *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = u.offer;
+        if self.init_unique.swap(u.unique, Ordering::AcqRel) == 0 {
+            INIT_PENDING.fetch_add(1, Ordering::AcqRel);
         }
     }
 
     // ---- the io wrappers' work ----
 
-    fn on_request(&self, buf: &[u8]) {
+    pub(crate) fn on_request(&self, buf: &[u8]) {
         let Some(h) = InHeader::parse(buf) else { return };
         let body = &buf[IN_HEADER_LEN..];
         self.counters.inc(Counter::ReqTotal);
@@ -239,7 +494,7 @@ impl Session {
             opcode::GETXATTR => self.counters.inc(Counter::ReqGetxattr),
             opcode::INIT => {
                 *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = InitOffer::parse(body);
-                if self.init_unique.swap(h.unique, Ordering::AcqRel) == 0 {
+                if !self.native_api && self.init_unique.swap(h.unique, Ordering::AcqRel) == 0 {
                     INIT_PENDING.fetch_add(1, Ordering::AcqRel);
                 }
             }
@@ -247,10 +502,17 @@ impl Session {
         }
     }
 
+    /// A request went into libfuse's pipe by splice, unseen.
+    pub(crate) fn on_spliced(&self) {
+        self.unseen_requests.store(true, Ordering::Relaxed);
+        // The kill marker is unknown: tell a KILLPRIV_V2 server to clear.
+        KILL_SUIDGID.with(|k| k.set(true));
+    }
+
     /// If `parts` (out header first) is the reply to the INIT request,
     /// returns the message to send instead: patched for passthrough, or None
     /// to send it untouched (the status then says why).
-    fn patch_init_reply(&self, parts: &[&[u8]]) -> Option<Vec<u8>> {
+    pub(crate) fn patch_init_reply(&self, parts: &[&[u8]]) -> Option<Vec<u8>> {
         let pending = self.init_unique.load(Ordering::Acquire);
         if pending == 0 {
             return None;
@@ -263,8 +525,16 @@ impl Session {
         let mut body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         body.drain(..OUT_HEADER_LEN.min(body.len()));
         let decision = negotiate(self.offer().as_ref(), out.error, &body, &self.policy());
-        self.status.store(decision.status as u32, Ordering::Release);
+        // Live only once the kernel has taken the reply (after_write).
+        self.set_status(if decision.status == Status::Live {
+            Status::Pending
+        } else {
+            decision.status
+        });
         let patched = decision.patched?;
+        if decision.status == Status::Live {
+            self.asked_passthrough.store(true, Ordering::Release);
+        }
         let payload = patched.body();
         let header = OutHeader {
             len: (OUT_HEADER_LEN + payload.len()) as u32,
@@ -275,13 +545,15 @@ impl Session {
     }
 
     /// After the patched INIT reply went out: the kernel has processed it.
-    fn init_reply_sent(&self, res: isize) {
-        let status = if res < 0 {
+    pub(crate) fn init_reply_sent(&self, res: isize) {
+        if !self.asked_passthrough.load(Ordering::Acquire) {
+            return;
+        }
+        self.set_status(if res < 0 {
             Status::NotNegotiated
         } else {
             self.probe()
-        };
-        self.status.store(status as u32, Ordering::Release);
+        });
     }
 
     fn init_pending_done(&self) {
@@ -294,19 +566,49 @@ impl Session {
     /// kernel that ignored the negotiation, or a missing capability capget()
     /// could not see (user namespaces), so that "live" means live.
     fn probe(&self) -> Status {
-        let Ok(fd) = sys::memfd() else { return Status::Live };
+        if self.detached.load(Ordering::Acquire) {
+            return Status::NotNegotiated; // dev_fd is closed (and its number may be reused)
+        }
+        let fd = match sys::memfd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.last_register_errno.store(e as u32, Ordering::Relaxed);
+                return Status::NotNegotiated;
+            }
+        };
         let status = match sys::backing_open(self.dev_fd, fd) {
             Ok(id) => {
                 let _ = sys::backing_close(self.dev_fd, id);
                 Status::Live
             }
-            Err(libc::EPERM) if self.has_cap_sys_admin => Status::NotNegotiated,
-            Err(libc::EPERM) => Status::NoCapSysAdmin,
-            Err(libc::ENOTTY | libc::EOPNOTSUPP) => Status::KernelLacks,
-            Err(_) => Status::Live,
+            Err(e) => {
+                self.last_register_errno.store(e as u32, Ordering::Relaxed);
+                match e {
+                    libc::EPERM if !self.has_cap_sys_admin => Status::NoCapSysAdmin,
+                    libc::ENOTTY | libc::EOPNOTSUPP => Status::KernelLacks,
+                    _ => Status::NotNegotiated,
+                }
+            }
         };
         sys::close(fd);
         status
+    }
+
+    /// Whether opens may get passthrough now. With native negotiation the
+    /// first open proves it (the kernel has answered INIT by then).
+    fn live(&self) -> bool {
+        if self.native_api && self.asked_passthrough.load(Ordering::Acquire) {
+            let status = *self.proven.get_or_init(|| {
+                let s = self.probe();
+                self.set_status(s);
+                s
+            });
+            return status == Status::Live;
+        }
+        if self.native_api && !self.init_called.load(Ordering::Acquire) {
+            self.set_status(Status::InitNotCalled);
+        }
+        self.status() == Status::Live
     }
 
     // ---- opens ----
@@ -327,14 +629,38 @@ impl Session {
             fh: fi.fh,
             access: fi.access(),
             source: Self::source(backing_fd, fi),
-            live: self.status() == Status::Live,
-            fallback: fi.fallback(self.fallback_default()),
+            live: self.live(),
+            fallback: fi.fallback(),
         };
         let (grant, ticket) = self.registry.acquire(&req, &self.counters);
-        if let Grant::Fallback(_, Counter::FallbackRegisterFailed, e) = grant {
-            self.last_register_errno.store(e as u32, Ordering::Relaxed);
+        if let Grant::Fallback(_, reason, e) = grant {
+            if reason == Counter::FallbackRegisterFailed {
+                self.last_register_errno.store(e as u32, Ordering::Relaxed);
+            }
+            if self.logged.fetch_or(1 << reason as u64, Ordering::Relaxed) & (1 << reason as u64) == 0 {
+                log::fallback(reason, e);
+            }
         }
         (grant, ticket)
+    }
+
+    fn note_transport(&self, req: fuse_req_t) {
+        if self.transport.load(Ordering::Relaxed) != Transport::Unknown as u32 {
+            return;
+        }
+        // SAFETY: req is the live request being answered.
+        let t = if unsafe { glue::req_is_uring(req) } {
+            Transport::IoUring
+        } else {
+            Transport::Device
+        };
+        if self
+            .transport
+            .compare_exchange(Transport::Unknown as u32, t as u32, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            log::transport(&self.describe());
+        }
     }
 
     /// Answers an OPEN (entry None) or CREATE (entry Some) request.
@@ -352,22 +678,28 @@ impl Session {
         entry: Option<&proto::Entry>,
         answered: &Cell<bool>,
     ) -> Result<u32, i32> {
+        self.note_transport(req);
         let (grant, ticket) = self.grant(ino, backing_fd, fi);
         let Some(ticket) = ticket else {
+            let e = if grant == Grant::Stale { libc::ESTALE } else { libc::EBUSY };
             answered.set(true);
-            glue::reply_err(req, libc::EBUSY);
-            return Err(libc::EBUSY);
+            // SAFETY: req is unanswered (this function's contract).
+            unsafe { glue::reply_err(req, e) };
+            return Err(e);
         };
         let (flags, id) = reply::open_flags(grant, fi);
         answered.set(true);
         let rc = if let Err(e) = self.faults.reply() {
             // Test-only: behave as if the kernel had dropped an interrupted open.
-            glue::reply_err(req, libc::EINTR);
+            // SAFETY: req is unanswered.
+            unsafe { glue::reply_err(req, libc::EINTR) };
             -e
         } else if let Some(e) = entry {
-            glue::reply_buf(req, &reply::create_reply(e, fi.fh, flags, id))
+            // SAFETY: req is unanswered.
+            unsafe { glue::reply_buf(req, &reply::create_reply(e, fi.fh, flags, id)) }
         } else {
-            glue::reply_buf(req, &reply::open_reply(fi.fh, flags, id))
+            // SAFETY: req is unanswered.
+            unsafe { glue::reply_buf(req, &reply::open_reply(fi.fh, flags, id)) }
         };
         if rc < 0 {
             self.registry.undo(ticket, &self.counters);
@@ -387,33 +719,6 @@ impl Session {
         self.registry.release(ino, fh, &self.counters)
     }
 
-    /// Low-level registration for servers that build their own replies:
-    /// one reference on the inode's shared backing id, released by
-    /// `backing_close`. Errors are the errno passthrough could not be had for.
-    pub fn backing_open(&self, ino: u64, fd: c_int) -> Result<u32, i32> {
-        let access = sys::access_mode(fd)?;
-        let fi = FileInfo {
-            fh: MANUAL_FH,
-            flags: access,
-            ..Default::default()
-        };
-        let (grant, ticket) = self.grant(ino, fd, &fi);
-        let errno = match grant {
-            Grant::Passthrough(id) => return Ok(id),
-            Grant::Busy => libc::EBUSY,
-            Grant::SharedDirect(_) => libc::EACCES,
-            Grant::Fallback(_, _, e) => e,
-        };
-        if let Some(t) = ticket {
-            self.registry.undo(t, &self.counters);
-        }
-        Err(errno)
-    }
-
-    pub fn backing_close(&self, ino: u64) -> Result<(), i32> {
-        self.registry.release(ino, MANUAL_FH, &self.counters)
-    }
-
     pub fn last_register_errno(&self) -> i32 {
         self.last_register_errno.load(Ordering::Relaxed) as i32
     }
@@ -426,9 +731,6 @@ impl Drop for Session {
     }
 }
 
-/// The file handle under which low-level references are recorded.
-const MANUAL_FH: u64 = u64::MAX;
-
 /// Whether the request this thread is handling carried a kill-suid/sgid
 /// marker (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID, FUSE_OPEN_KILL_SUIDGID).
 /// libfuse reads and handles a request on the same thread, in both loops.
@@ -436,107 +738,129 @@ pub fn current_request_kills_suidgid() -> bool {
     KILL_SUIDGID.with(|k| k.get())
 }
 
-/// The first live session `pred` accepts.
-pub fn find(pred: impl Fn(&Arc<Session>) -> bool) -> Option<Arc<Session>> {
-    SESSIONS
+/// The live session behind a C handle (no lock while the table is unchanged).
+pub fn by_handle(ptr: usize) -> Option<Arc<Session>> {
+    let gen = GENERATION.load(Ordering::Acquire);
+    let cached = LAST_HANDLE.with(|l| {
+        let l = l.borrow();
+        let (p, g, s) = l.as_ref()?;
+        (*p == ptr && *g == gen).then(|| s.clone())
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let found = SESSIONS
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .find(|s| pred(s))
-        .cloned()
+        .find(|s| Arc::as_ptr(s) as usize == ptr)
+        .cloned();
+    LAST_HANDLE.with(|l| *l.borrow_mut() = found.as_ref().map(|s| (ptr, gen, s.clone())));
+    found
 }
 
-/// Finds the session an io callback belongs to.
-fn lookup(fd: RawFd, userdata: usize) -> Option<Arc<Session>> {
-    let cached = LAST.with(|l| {
+/// Ties channel `fd` to `s` alone (an fd number may have moved on from a
+/// session that closed it).
+fn bind_channel(s: &Session, fd: RawFd) {
+    let table = SESSIONS.read().unwrap_or_else(|p| p.into_inner());
+    for other in table.iter() {
+        if !std::ptr::eq(Arc::as_ptr(other), s) {
+            other.channels.lock().unwrap_or_else(|p| p.into_inner()).retain(|&c| c != fd);
+        }
+    }
+    let mut mine = s.channels.lock().unwrap_or_else(|p| p.into_inner());
+    if !mine.contains(&fd) {
+        mine.push(fd);
+    }
+    drop(mine);
+    drop(table);
+    table_changed();
+}
+
+/// libfuse 3.17 cloned `master` into `clone` for a worker (-o clone_fd).
+pub(crate) fn channel_cloned(master: RawFd, clone: RawFd) {
+    let owner = SESSIONS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|s| s.channels.lock().unwrap_or_else(|p| p.into_inner()).contains(&master))
+        .cloned();
+    if let Some(s) = owner {
+        bind_channel(&s, clone);
+    }
+}
+
+/// Finds the session an io callback on channel `fd` belongs to. A channel
+/// no session knows is tied by the server's userdata when exactly one
+/// session has it; an INIT on it waits for fpio_session_init() to claim it.
+pub(crate) fn by_channel(fd: RawFd, userdata: usize, request: Option<&[u8]>) -> Option<Arc<Session>> {
+    let gen = GENERATION.load(Ordering::Acquire);
+    let cached = LAST_CHANNEL.with(|l| {
         let l = l.borrow();
-        let (cfd, cud, weak) = l.as_ref()?;
-        (*cfd == fd && *cud == userdata).then(|| weak.upgrade()).flatten()
+        let (cfd, cud, g, s) = l.as_ref()?;
+        (*cfd == fd && *cud == userdata && *g == gen).then(|| s.clone())
     });
     if cached.is_some() {
         return cached;
     }
     let table = SESSIONS.read().unwrap_or_else(|p| p.into_inner());
-    let found = table
+    let known = table
         .iter()
-        .find(|s| {
-            if s.main_fd == fd {
-                // The first call on the session's own fd tells us its userdata.
-                if !s.userdata_bound.swap(true, Ordering::AcqRel) {
-                    s.userdata.store(userdata, Ordering::Release);
-                }
-                return true;
+        .find(|s| s.channels.lock().unwrap_or_else(|p| p.into_inner()).contains(&fd))
+        .cloned();
+    let found = match known {
+        Some(s) => {
+            if fd == s.main_fd && !s.userdata_bound.swap(true, Ordering::AcqRel) {
+                s.userdata.store(userdata, Ordering::Release);
             }
-            // A clone_fd channel: same userdata as its session.
-            s.userdata_bound.load(Ordering::Acquire) && s.userdata.load(Ordering::Acquire) == userdata
-        })
-        .cloned()?;
-    drop(table);
-    LAST.with(|l| *l.borrow_mut() = Some((fd, userdata, Arc::downgrade(&found))));
-    Some(found)
-}
-
-/// The glue read a request: let its session look at it.
-unsafe extern "C" fn hook_read(fd: c_int, buf: *const c_void, len: usize, userdata: *mut c_void) {
-    if buf.is_null() {
-        return;
-    }
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(s) = lookup(fd, userdata as usize) {
-            // SAFETY: the kernel just wrote len bytes into buf.
-            s.on_request(std::slice::from_raw_parts(buf as *const u8, len));
+            Some(s)
         }
-    });
-}
-
-/// The glue is about to send a reply: only the INIT reply is replaced.
-unsafe extern "C" fn hook_writev(
-    fd: c_int,
-    iov: *const libc::iovec,
-    count: c_int,
-    userdata: *mut c_void,
-    out: *mut u8,
-    out_cap: usize,
-    out_len: *mut usize,
-) -> c_int {
-    // Every reply passes here; only the one INIT reply needs work.
-    if INIT_PENDING.load(Ordering::Acquire) == 0 || iov.is_null() || count <= 0 || out.is_null() {
-        return 0;
-    }
-    let replaced = std::panic::catch_unwind(|| {
-        let s = lookup(fd, userdata as usize)?;
-        // SAFETY: libfuse passes count valid iovecs.
-        let iovs = std::slice::from_raw_parts(iov, count as usize);
-        let parts: Vec<&[u8]> = iovs
-            .iter()
-            .map(|v| {
-                if v.iov_base.is_null() {
-                    &[][..]
-                } else {
-                    std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len)
+        None => {
+            let is_init = request
+                .and_then(InHeader::parse)
+                .is_some_and(|h| h.opcode == opcode::INIT);
+            if is_init {
+                let h = InHeader::parse(request.unwrap_or_default());
+                UNCLAIMED_INIT.with(|c| {
+                    *c.borrow_mut() = Some(UnclaimedInit {
+                        fd,
+                        userdata,
+                        unique: h.map_or(0, |h| h.unique),
+                        offer: request.and_then(|r| InitOffer::parse(&r[IN_HEADER_LEN..])),
+                    })
+                });
+                return None;
+            }
+            let mut candidates = table.iter().filter(|s| {
+                s.userdata_bound.load(Ordering::Acquire) && s.userdata.load(Ordering::Acquire) == userdata
+            });
+            match (candidates.next(), candidates.next()) {
+                (Some(only), None) => {
+                    only.channels.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+                    Some(only.clone())
                 }
-            })
-            .collect();
-        let msg = s.patch_init_reply(&parts)?;
-        (msg.len() <= out_cap).then_some(msg)
-    });
-    match replaced {
-        Ok(Some(msg)) => {
-            // SAFETY: the glue gave out_cap bytes at out; msg fits.
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), out, msg.len());
-            *out_len = msg.len();
-            1
+                (Some(a), Some(b)) => {
+                    // Two sessions share a userdata: this channel's requests
+                    // cannot be placed, so neither claims complete counts.
+                    for s in [a, b].into_iter().chain(candidates) {
+                        s.unseen_requests.store(true, Ordering::Relaxed);
+                    }
+                    None
+                }
+                _ => None,
+            }
         }
-        _ => 0,
+    };
+    drop(table);
+    if let Some(s) = &found {
+        LAST_CHANNEL.with(|l| *l.borrow_mut() = Some((fd, userdata, gen, s.clone())));
     }
+    found
 }
 
-unsafe extern "C" fn hook_after_write(fd: c_int, userdata: *mut c_void, res: isize) {
-    let _ = std::panic::catch_unwind(|| {
-        if let Some(s) = lookup(fd, userdata as usize) {
-            s.init_reply_sent(res);
-        }
-    });
+/// Whether some session still waits for its INIT reply.
+pub(crate) fn init_pending() -> bool {
+    INIT_PENDING.load(Ordering::Acquire) != 0
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
  * also on SIGTERM/SIGINT (meson's timeout). Compiled only against libfuse >= 3.17. */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 317
+#include <fuse_lowlevel.h>
 #include <fpio.h>
 
 #include <errno.h>

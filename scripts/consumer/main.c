@@ -1,6 +1,7 @@
 /* A minimal fpio consumer: built against an installed fpio by
  * scripts/check-consumer.sh, with pkg-config and with meson. */
 #define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
 #include <fpio.h>
 #include <stdio.h>
 

@@ -7,10 +7,14 @@
  * mirrors a libfuse struct. Symbols are named fpioglue_* so the export map
  * (fpio_*) keeps them private.
  */
+#define _GNU_SOURCE /* splice() */
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,10 +36,22 @@ typedef int (*fpioglue_on_writev_fn)(int fd, const struct iovec *iov, int count,
 				     unsigned char *out, size_t out_cap, size_t *out_len);
 /* Told what became of a replacement message: bytes written, or -errno. */
 typedef void (*fpioglue_after_write_fn)(int fd, void *userdata, ssize_t res);
+/* A request was spliced into libfuse's pipe: fpio cannot look at it. */
+typedef void (*fpioglue_on_splice_fn)(int fd, void *userdata);
+/* libfuse 3.17+ cloned the channel master_fd into clone_fd (-o clone_fd). */
+typedef void (*fpioglue_on_clone_fn)(int master_fd, int clone_fd);
 
-static fpioglue_on_read_fn hook_read;
-static fpioglue_on_writev_fn hook_writev;
-static fpioglue_after_write_fn hook_after_write;
+struct fpioglue_hooks {
+	fpioglue_on_read_fn read;
+	fpioglue_on_writev_fn writev;
+	fpioglue_after_write_fn after_write;
+	fpioglue_on_splice_fn spliced;
+	fpioglue_on_clone_fn cloned;
+};
+
+/* Set once, before the first session's io is installed (fpio's hooks never
+ * change), so readers need no synchronisation beyond that store. */
+static struct fpioglue_hooks hooks;
 
 static ssize_t glue_read(int fd, void *buf, size_t len, void *userdata)
 {
@@ -43,7 +59,7 @@ static ssize_t glue_read(int fd, void *buf, size_t len, void *userdata)
 
 	if (n > 0) {
 		int saved = errno;
-		hook_read(fd, buf, (size_t)n, userdata);
+		hooks.read(fd, buf, (size_t)n, userdata);
 		errno = saved;
 	}
 	return n;
@@ -57,13 +73,13 @@ static ssize_t glue_writev(int fd, struct iovec *iov, int count, void *userdata)
 	ssize_t n, total = 0;
 	int i, saved;
 
-	if (!hook_writev(fd, iov, count, userdata, out, sizeof(out), &out_len))
+	if (!hooks.writev(fd, iov, count, userdata, out, sizeof(out), &out_len))
 		return writev(fd, iov, count);
 	one.iov_base = out;
 	one.iov_len = out_len;
 	n = writev(fd, &one, 1);
 	saved = errno;
-	hook_after_write(fd, userdata, n < 0 ? -saved : n);
+	hooks.after_write(fd, userdata, n < 0 ? -saved : n);
 	errno = saved;
 	if (n < 0)
 		return n;
@@ -71,6 +87,29 @@ static ssize_t glue_writev(int fd, struct iovec *iov, int count, void *userdata)
 	for (i = 0; i < count; i++)
 		total += (ssize_t)iov[i].iov_len;
 	return total;
+}
+
+/* With splice hooks present libfuse keeps FUSE_CAP_SPLICE_* in conn->capable
+ * (without them 3.14 refuses an init() that asks for splice). Data moves
+ * exactly as without fpio; only the request bytes stay unseen. */
+static ssize_t glue_splice_receive(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				   unsigned int flags, void *userdata)
+{
+	ssize_t n = splice(fdin, offin, fdout, offout, len, flags);
+
+	if (n > 0) {
+		int saved = errno;
+		hooks.spliced(fdin, userdata);
+		errno = saved;
+	}
+	return n;
+}
+
+static ssize_t glue_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len,
+				unsigned int flags, void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
 }
 
 /* What fpio needs from a struct fuse_file_info, flattened. */
@@ -83,6 +122,7 @@ struct fpioglue_fi {
 	uint32_t nonseekable;
 	uint32_t noflush;
 	uint32_t parallel_direct_writes;
+	uint32_t cache_readdir;
 };
 
 /* What fpio needs from a struct fuse_entry_param. */
@@ -94,12 +134,18 @@ struct fpioglue_entry {
 	struct stat attr;
 };
 
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+#define GLUE_NATIVE_API 1
+#else
+#define GLUE_NATIVE_API 0
+#endif
+
 int fpioglue_session_fd(struct fuse_session *se)
 {
 	return fuse_session_fd(se);
 }
 
-#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+#if GLUE_NATIVE_API
 /* libfuse 3.17 clones channels (-o clone_fd) only through the custom io's
  * own callback; without one it silently runs all workers on one fd. */
 static int glue_clone_fd(int master_fd)
@@ -116,33 +162,151 @@ static int glue_clone_fd(int master_fd)
 		errno = saved;
 		return -1;
 	}
+	hooks.cloned(master_fd, fd);
 	return fd;
 }
 #endif
 
-int fpioglue_install_io(struct fuse_session *se, fpioglue_on_read_fn rd, fpioglue_on_writev_fn wv,
-			fpioglue_after_write_fn aw)
+void fpioglue_set_hooks(const struct fpioglue_hooks *h)
+{
+	hooks = *h;
+}
+
+/* Returns 0, or -errno: libfuse 3.18.3+ built without -Denable-custom-io
+ * refuses with -ENOTSUP (the caller then runs without it). */
+int fpioglue_install_io(struct fuse_session *se)
 {
 	struct fuse_custom_io io;
 	int fd = fuse_session_fd(se);
 
 	if (fd < 0)
 		return -ENOTCONN;
-	/* The same three hooks serve every session; they find theirs by fd. */
-	hook_read = rd;
-	hook_writev = wv;
-	hook_after_write = aw;
-	/* splice_* stay NULL: libfuse then never splices, so every request and
-	 * reply passes through rd/wv, where INIT is patched and requests counted. */
 	memset(&io, 0, sizeof(io));
 	io.read = glue_read;
 	io.writev = glue_writev;
-#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
+	io.splice_receive = glue_splice_receive;
+	io.splice_send = glue_splice_send;
+#if GLUE_NATIVE_API
 	io.clone_fd = glue_clone_fd;
 	return fuse_session_custom_io_317(se, &io, sizeof(io), fd);
 #else
 	return fuse_session_custom_io(se, &io, fd);
 #endif
+}
+
+/* What fpio reads from the connection inside the server's init(). */
+struct fpioglue_conn {
+	uint32_t native_api;          /* libfuse negotiates passthrough itself (3.17+) */
+	uint32_t capable_passthrough; /* native_api only */
+	uint32_t capable_direct_io_allow_mmap;
+	uint32_t capable_killpriv_v2;
+	uint32_t want_writeback;
+	uint32_t want_splice_read;
+	uint32_t want_killpriv_v2;
+};
+
+/* What fpio wants changed; only set flags act. */
+struct fpioglue_conn_change {
+	uint32_t want_passthrough;
+	uint32_t stack_depth;
+	uint32_t want_direct_io_allow_mmap;
+	uint32_t want_killpriv_v2;
+	uint32_t drop_writeback;
+	uint32_t drop_killpriv; /* v1: the kernel would leave write kills to the server */
+	uint32_t drop_killpriv_v2;
+};
+
+#if GLUE_NATIVE_API
+#define GLUE_WANTS(conn) ((conn)->want_ext | (conn)->want)
+#else
+#define GLUE_WANTS(conn) ((uint64_t)(conn)->want)
+#endif
+
+void fpioglue_conn_read(const struct fuse_conn_info *conn, struct fpioglue_conn *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->want_writeback = !!(GLUE_WANTS(conn) & FUSE_CAP_WRITEBACK_CACHE);
+	out->want_splice_read = !!(GLUE_WANTS(conn) & FUSE_CAP_SPLICE_READ);
+#if GLUE_NATIVE_API
+	out->native_api = 1;
+	out->capable_passthrough = !!(conn->capable_ext & FUSE_CAP_PASSTHROUGH);
+	out->capable_direct_io_allow_mmap = !!(conn->capable_ext & FUSE_CAP_DIRECT_IO_ALLOW_MMAP);
+	out->capable_killpriv_v2 = !!(conn->capable_ext & FUSE_CAP_HANDLE_KILLPRIV_V2);
+	out->want_killpriv_v2 = !!(GLUE_WANTS(conn) & FUSE_CAP_HANDLE_KILLPRIV_V2);
+#endif
+}
+
+/* Changes conn's wants without tripping libfuse 3.17+'s check that a server
+ * changed only one of conn->want (old API) and conn->want_ext: both start out
+ * equal in init(); where the server made them differ, fpio edits the one the
+ * server set bits in, otherwise both. */
+static void glue_want(struct fuse_conn_info *conn, uint64_t flag, int on)
+{
+#if GLUE_NATIVE_API
+	uint32_t low_ext = (uint32_t)conn->want_ext;
+	int edit_want = 1, edit_ext = 1;
+
+	if (conn->want != low_ext) {
+		if (conn->want & ~low_ext)
+			edit_ext = 0;
+		else
+			edit_want = 0;
+	}
+	if (edit_want)
+		conn->want = on ? conn->want | (uint32_t)flag : conn->want & ~(uint32_t)flag;
+	if (edit_ext)
+		conn->want_ext = on ? conn->want_ext | flag : conn->want_ext & ~flag;
+#else
+	conn->want = on ? conn->want | (unsigned)flag : conn->want & ~(unsigned)flag;
+#endif
+}
+
+void fpioglue_conn_apply(struct fuse_conn_info *conn, const struct fpioglue_conn_change *c)
+{
+	if (c->drop_writeback)
+		glue_want(conn, FUSE_CAP_WRITEBACK_CACHE, 0);
+	if (c->drop_killpriv)
+		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV, 0);
+#if GLUE_NATIVE_API
+	if (c->drop_killpriv_v2)
+		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV_V2, 0);
+	if (c->want_passthrough) {
+		glue_want(conn, FUSE_CAP_PASSTHROUGH, 1);
+		conn->max_backing_stack_depth = c->stack_depth;
+	}
+	if (c->want_direct_io_allow_mmap)
+		glue_want(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP, 1);
+	if (c->want_killpriv_v2)
+		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV_V2, 1);
+#endif
+}
+
+/* libfuse 3.18+ can deliver requests over io_uring; an older library (or one
+ * built without it) has no such function, so it is looked up at run time. */
+typedef bool (*glue_req_is_uring_fn)(fuse_req_t req);
+static glue_req_is_uring_fn glue_req_is_uring;
+static pthread_once_t glue_uring_once = PTHREAD_ONCE_INIT;
+
+static void glue_find_req_is_uring(void)
+{
+	glue_req_is_uring = (glue_req_is_uring_fn)dlsym(RTLD_DEFAULT, "fuse_req_is_uring");
+}
+
+int fpioglue_req_is_uring(fuse_req_t req)
+{
+	pthread_once(&glue_uring_once, glue_find_req_is_uring);
+	return glue_req_is_uring != NULL && glue_req_is_uring(req);
+}
+
+int fpioglue_reply_open_plain(fuse_req_t req, const struct fuse_file_info *fi)
+{
+	return fuse_reply_open(req, fi);
+}
+
+int fpioglue_reply_create_plain(fuse_req_t req, const struct fuse_entry_param *e,
+				const struct fuse_file_info *fi)
+{
+	return fuse_reply_create(req, e, fi);
 }
 
 void fpioglue_read_fi(const struct fuse_file_info *fi, struct fpioglue_fi *out)
@@ -154,6 +318,7 @@ void fpioglue_read_fi(const struct fuse_file_info *fi, struct fpioglue_fi *out)
 	out->keep_cache = fi->keep_cache;
 	out->nonseekable = fi->nonseekable;
 	out->noflush = fi->noflush;
+	out->cache_readdir = fi->cache_readdir;
 #if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 15)
 	out->parallel_direct_writes = fi->parallel_direct_writes;
 #endif

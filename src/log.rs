@@ -1,0 +1,51 @@
+//! Opt-in diagnostics: with `FPIO_LOG=1` in the server's environment fpio
+//! says on stderr how it attached, whether passthrough is live (and if not,
+//! why), the first fallback of each reason, and its counters at the end, so
+//! an adopter sees what happened without writing code for it. Off, each
+//! call costs one relaxed load.
+
+use std::sync::OnceLock;
+
+use crate::counters::Counter;
+use crate::negotiate::Status;
+
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("FPIO_LOG").is_ok_and(|v| !v.is_empty() && v != "0"))
+}
+
+fn line(text: std::fmt::Arguments) {
+    if enabled() {
+        // One write per line, so lines of concurrent threads do not interleave.
+        let _ = crate::sys::write_all(2, format!("fpio: {text}\n").as_bytes());
+    }
+}
+
+pub fn attached(how: &str) {
+    line(format_args!("attached ({how})"));
+}
+
+pub fn transport(how: &str) {
+    line(format_args!("first open ({how})"));
+}
+
+pub fn status(s: Status) {
+    line(format_args!("passthrough: {}", s.describe().trim_end_matches('\0')));
+}
+
+pub fn fallback(reason: Counter, errno: i32) {
+    line(format_args!(
+        "open without passthrough: {} ({}); further ones are only counted",
+        reason.label(),
+        std::io::Error::from_raw_os_error(errno)
+    ));
+}
+
+pub fn freed(how: &str, counters: &str) {
+    if enabled() {
+        line(format_args!("session freed ({how}); counters:"));
+        for l in counters.lines() {
+            line(format_args!("  {l}"));
+        }
+    }
+}
