@@ -220,7 +220,7 @@ flunk() {
 }
 
 io_bytes() { awk '$1 == "rchar:" || $1 == "wchar:" { s += $2 } END { print s }' "/proc/$1/io"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1048576 }'; }
 
 # dd_rate FILE BS COUNT: MB/s, best of two, file removed afterwards.
 dd_rate() {
