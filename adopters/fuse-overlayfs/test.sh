@@ -79,6 +79,7 @@ cleanup() {
   set +e
   trap - EXIT
   if [ -n "$T" ]; then
+    # shellcheck disable=SC2013 # mount points have no blanks here (mktemp names)
     for m in $(awk '{ print $5 }' /proc/self/mountinfo | sort -r); do
       case $m in "$T"/*)
         log "cleanup: lazily unmounting $m"
@@ -331,6 +332,7 @@ EOF
   # -- setuid: nobody writes a 4777 file of the upper layer --
   local before mu mm
   before=$(stat -c %a "$M/suid")
+  # shellcheck disable=SC2016 # $1 is the inner shell's
   if [ "$before" != 4777 ]; then
     flunk "$v" "$mode" setuid "mode through the mount is $before before the write, not 4777"
   elif ! setpriv --reuid=65534 --regid=65534 --clear-groups -- \
@@ -384,6 +386,7 @@ EOF
   # -- unmount: fusermount3 -u, the server must exit 0 --
   pid=$SERVER
   fusermount3 -u "$M" || fail "$v/$mode: fusermount3 -u $M"
+  # shellcheck disable=SC2016 # expanded at each poll
   poll 20 "server exit after unmount" eval '! alive "$pid"'
   rc=0
   wait "$pid" || rc=$?
