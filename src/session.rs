@@ -295,6 +295,15 @@ impl Session {
     }
 
     pub fn status(&self) -> Status {
+        if self.native_api && self.asked_passthrough.load(Ordering::Acquire) && self.proven.get().is_none() {
+            // Whether the kernel has answered INIT yet cannot be seen from
+            // here: a registration that works proves it; one that fails may
+            // only be early, so the first open has the final word.
+            if self.probe() == Status::Live {
+                let _ = self.proven.set(Status::Live);
+                self.set_status(Status::Live);
+            }
+        }
         Status::from_raw(self.status.load(Ordering::Acquire)).unwrap_or(Status::NotNegotiated)
     }
 
@@ -494,7 +503,7 @@ impl Session {
             opcode::GETXATTR => self.counters.inc(Counter::ReqGetxattr),
             opcode::INIT => {
                 *self.offer.lock().unwrap_or_else(|p| p.into_inner()) = InitOffer::parse(body);
-                if !self.native_api && self.init_unique.swap(h.unique, Ordering::AcqRel) == 0 {
+                if self.init_unique.swap(h.unique, Ordering::AcqRel) == 0 {
                     INIT_PENDING.fetch_add(1, Ordering::AcqRel);
                 }
             }
@@ -523,6 +532,11 @@ impl Session {
         }
         self.init_pending_done();
         let mut body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        if self.native_api {
+            // libfuse negotiated; sending the same bytes through the glue's
+            // replacement path only tells fpio when the kernel has them.
+            return self.asked_passthrough.load(Ordering::Acquire).then_some(body);
+        }
         body.drain(..OUT_HEADER_LEN.min(body.len()));
         let decision = negotiate(self.offer().as_ref(), out.error, &body, &self.policy());
         // Live only once the kernel has taken the reply (after_write).
@@ -549,11 +563,15 @@ impl Session {
         if !self.asked_passthrough.load(Ordering::Acquire) {
             return;
         }
-        self.set_status(if res < 0 {
+        let status = if res < 0 {
             Status::NotNegotiated
         } else {
             self.probe()
-        });
+        };
+        if self.native_api {
+            let _ = self.proven.set(status);
+        }
+        self.set_status(status);
     }
 
     fn init_pending_done(&self) {

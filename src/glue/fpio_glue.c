@@ -271,8 +271,14 @@ void fpioglue_conn_apply(struct fuse_conn_info *conn, const struct fpioglue_conn
 	if (c->drop_killpriv_v2)
 		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV_V2, 0);
 	if (c->want_passthrough) {
+		/* conn counts the backing file's own depth (libfuse sends it + 1);
+		 * a valid deeper depth the server chose itself is kept. */
+		uint32_t depth = c->stack_depth - 1;
+
 		glue_want(conn, FUSE_CAP_PASSTHROUGH, 1);
-		conn->max_backing_stack_depth = c->stack_depth;
+		if (conn->max_backing_stack_depth > depth && conn->max_backing_stack_depth <= 1)
+			depth = conn->max_backing_stack_depth;
+		conn->max_backing_stack_depth = depth;
 	}
 	if (c->want_direct_io_allow_mmap)
 		glue_want(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP, 1);
