@@ -356,7 +356,7 @@ EOF
     name=fio-buffered
     [ "$direct" = 1 ] && name=fio-direct
     if fio --name=verify --filename="$M/$name" --size=32m --bs=64k --rw=write --ioengine=psync \
-      --direct="$direct" --verify=crc32c --do_verify=1 --verify_fatal=1 \
+      --direct="$direct" --verify=crc32c --do_verify=1 --verify_fatal=1 --verify_state_save=0 \
       --output="$T/$v-$mode-$name.fio" >/dev/null 2>&1 &&
       grep -q 'err= 0' "$T/$v-$mode-$name.fio"; then
       pass "$v" "$mode" "$name" "crc32c verified"
