@@ -68,6 +68,7 @@ static struct {
 	double timeout;
 	bool as_caller; /* running as root: create nodes with the caller's ids */
 	bool writeback; /* ask for the writeback cache in init() */
+	bool splice;    /* ask for splice in init(), unchecked, as many servers do */
 
 	struct inode root;
 	pthread_mutex_t lock; /* the inode table below and every nlookup */
@@ -721,9 +722,15 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	(void)userdata;
 	if (fs.writeback)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	if (fs.splice)
+		conn->want |= FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	/* fpio: last in init(): asks for passthrough where it can be live (dropping the
 	 * writeback cache then), and leaves everything as it was where it cannot. */
-	fpio_session_init(fs.fpio, conn);
+	int live = fpio_session_init(fs.fpio, conn);
+	fprintf(stderr, "fpio-passthrough: init: passthrough %s, writeback cache %s, splice read %s\n",
+		live > 0 ? "expected" : "not expected",
+		conn->want & FUSE_CAP_WRITEBACK_CACHE ? "on" : "off",
+		conn->want & FUSE_CAP_SPLICE_READ ? "on" : "off");
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {
@@ -761,7 +768,8 @@ static const struct fuse_lowlevel_ops fs_ops = {
 /* ---- command line ---- */
 
 struct options {
-	int foreground, no_passthrough, killpriv_v2, writeback, no_fpio, clone_fd, help;
+	int foreground, no_passthrough, killpriv_v2, writeback, splice, no_fpio, late_fpio, clone_fd,
+		help;
 	unsigned int threads;
 	double timeout;
 	char *mode, *counters_file, *source, *mountpoint;
@@ -777,7 +785,9 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("--no-passthrough", no_passthrough, 1),
 	OPT("--killpriv-v2", killpriv_v2, 1),
 	OPT("--writeback", writeback, 1),
+	OPT("--splice", splice, 1),
 	OPT("--no-fpio", no_fpio, 1),
+	OPT("--fpio-after-daemonize", late_fpio, 1),
 	OPT("--counters-file=%s", counters_file, 0),
 	OPT("--timeout=%lf", timeout, 0),
 	OPT("clone_fd", clone_fd, 1), /* -o clone_fd: one /dev/fuse fd per thread */
@@ -822,7 +832,9 @@ static void usage(FILE *f, const char *prog)
 		"                             a GETXATTR round trip per passthrough write)\n"
 		"  --writeback                ask for the writeback cache (kept where passthrough\n"
 		"                             cannot be live)\n"
+		"  --splice                   ask for splice read/write/move in init()\n"
 		"  --no-fpio                  run without fpio (plain libfuse), for comparisons\n"
+		"  --fpio-after-daemonize     attach fpio after fuse_daemonize() (default: before)\n"
 		"  --counters-file=PATH       write fpio counters there at exit and on SIGUSR1\n"
 		"  --timeout=SEC              attribute and entry timeout (default 1.0)\n"
 		"  -o clone_fd                one /dev/fuse fd per thread\n"
@@ -870,6 +882,15 @@ static bool open_root(const char *source)
 	*bucket(fs.buckets, fs.nbuckets, st.st_dev, st.st_ino) = &fs.root;
 	fs.count = 1;
 	return true;
+}
+
+/* fpio: on failure fs.fpio stays NULL and every fpio call answers as plain libfuse. */
+static void attach_fpio(uint32_t flags)
+{
+	int err = fpio_session_new(fs.se, flags, &fs.fpio);
+	if (err < 0)
+		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s (running without it)\n",
+			strerror(-err));
 }
 
 static int run_loop(const struct options *o)
@@ -929,18 +950,19 @@ int main(int argc, char *argv[])
 	if (fuse_session_mount(fs.se, o.mountpoint) != 0)
 		goto out_signals;
 
-	/* fpio: attach to the mounted session (before its loop runs, so it sees INIT). On
-	 * failure fs.fpio stays NULL and every fpio call answers as plain libfuse would. */
+	/* fpio: attach to the mounted session before its loop runs (before or after
+	 * fuse_daemonize()). */
 	uint32_t flags = (o.no_passthrough ? FPIO_SESSION_NO_PASSTHROUGH : 0) |
 			 (o.killpriv_v2 ? FPIO_SESSION_KILLPRIV_V2 : 0);
 	fs.writeback = o.writeback;
-	int err = o.no_fpio ? 0 : fpio_session_new(fs.se, flags, &fs.fpio);
-	if (err < 0)
-		fprintf(stderr, "fpio-passthrough: fpio_session_new: %s (running without it)\n",
-			strerror(-err));
+	fs.splice = o.splice;
+	if (!o.no_fpio && !o.late_fpio)
+		attach_fpio(flags);
 
 	if (fuse_daemonize(o.foreground) != 0)
 		goto out_unmount;
+	if (!o.no_fpio && o.late_fpio)
+		attach_fpio(flags);
 
 	pthread_t counters_tid;
 	bool counters_running = false;
@@ -965,6 +987,8 @@ int main(int argc, char *argv[])
 	uint32_t status;
 	if (fpio_session_status(fs.fpio, &status) == 0)
 		fprintf(stderr, "fpio: passthrough: %s\n", fpio_status_str(status));
+	else
+		fprintf(stderr, "fpio: passthrough: not attached\n");
 
 out_unmount:
 	fuse_session_unmount(fs.se);
