@@ -201,8 +201,16 @@ impl Session {
             }
         };
         let native_api = glue::version_built() >= 317;
-        // SAFETY: se is live and mounted; the loop has not started.
-        let wire = match unsafe { glue::install_io(se) } {
+        // libfuse 3.18.3 refuses custom io unless built to allow it, and says
+        // so on stderr: fpio does not ask there (it negotiates natively).
+        let refuses_custom_io = native_api && glue::version_runtime_full() >= 31803;
+        let installed = if refuses_custom_io {
+            -libc::ENOTSUP
+        } else {
+            // SAFETY: se is live and mounted; the loop has not started.
+            unsafe { glue::install_io(se) }
+        };
+        let wire = match installed {
             0 => true,
             // libfuse refuses custom io (3.18.3+ by default): negotiate
             // natively and run without looking at requests.
@@ -344,7 +352,7 @@ impl Session {
             glue::version_runtime() % 100,
             if self.native_api { "native" } else { "INIT-reply" },
             if !self.wire {
-                "custom io refused by libfuse: request counters unavailable"
+                "no custom io (libfuse 3.18.3+): request counters unavailable"
             } else if self.requests_observed() {
                 "requests observed through custom io"
             } else {

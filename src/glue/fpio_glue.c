@@ -366,10 +366,10 @@ uint32_t fpioglue_version_built(void)
  * string has not. */
 uint32_t fpioglue_version_runtime(void)
 {
-	unsigned major = 0, minor = 0;
+	unsigned major = 0, minor = 0, patch = 0;
 	const char *v = fuse_pkgversion();
 
-	if (v == NULL || sscanf(v, "%u.%u", &major, &minor) != 2)
+	if (v == NULL || sscanf(v, "%u.%u.%u", &major, &minor, &patch) < 2)
 		return 0;
-	return major * 100 + minor;
+	return major * 10000 + minor * 100 + patch;
 }

@@ -272,7 +272,13 @@ pub fn version_built() -> u32 {
     unsafe { fpioglue_version_built() }
 }
 
-pub fn version_runtime() -> u32 {
+/// The loaded libfuse as major*10000 + minor*100 + patch (0: unknown).
+pub fn version_runtime_full() -> u32 {
     // SAFETY: parses libfuse's static version string.
     unsafe { fpioglue_version_runtime() }
+}
+
+/// The loaded libfuse as major*100 + minor (0: unknown).
+pub fn version_runtime() -> u32 {
+    version_runtime_full() / 100
 }
