@@ -56,7 +56,7 @@ struct fuse_conn_info;
 /**
  * Minor version.
  */
-#define FPIO_VERSION_MINOR 1
+#define FPIO_VERSION_MINOR 2
 
 /**
  * Patch version.
@@ -321,7 +321,7 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The version of the loaded library, e.g. "0.1.0". Never NULL; static storage.
+ * The version of the loaded library, e.g. "0.2.0". Never NULL; static storage.
  */
 const char *fpio_version(void);
 

@@ -64,11 +64,11 @@ fn session(p: *const fpio_session) -> Option<Arc<Session>> {
 /// Major version of the fpio API this header describes.
 pub const FPIO_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const FPIO_VERSION_MINOR: u32 = 1;
+pub const FPIO_VERSION_MINOR: u32 = 2;
 /// Patch version.
 pub const FPIO_VERSION_PATCH: u32 = 0;
 
-/// The version of the loaded library, e.g. "0.1.0". Never NULL; static storage.
+/// The version of the loaded library, e.g. "0.2.0". Never NULL; static storage.
 #[no_mangle]
 pub extern "C" fn fpio_version() -> *const c_char {
     ffi_panic_boundary! { c"?".as_ptr();
