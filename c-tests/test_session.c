@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
@@ -22,12 +23,12 @@
 #include <unistd.h>
 
 #include "lib/check.h"
+#include "lib/kernel_fuse.h"
 #include "lib/server_io.h"
 
 #define SENTINEL32 0xa5a5a5a5u
 #define SENTINEL64 0xa5a5a5a5a5a5a5a5ull
 #define SESSION_SENTINEL ((struct fpio_session *)(uintptr_t)0xdeadbeef)
-#define FUSE_PASSTHROUGH_BIT (1ull << 37) /* kernel-rules.md: flags2 bit 5 */
 #define INO_FILE 2
 #define INO_CREATED 3
 
@@ -488,7 +489,7 @@ static void test_live_session_queries(void) {
   CHECK_EQ(fpio_session_status(g.fs, &st), 0);
   CHECK_STREQ(fpio_status_str(st), "live");
   CHECK_EQ(fpio_session_kernel_offer(g.fs, &flags, &minor), 0);
-  CHECK((flags & FUSE_PASSTHROUGH_BIT) != 0);
+  CHECK((flags & K_FUSE_PASSTHROUGH) != 0);
   CHECK(minor >= 40 && minor != SENTINEL32);
   /* NULL outputs and unknown ids on a real session */
   CHECK_EQ(fpio_session_status(g.fs, NULL), -EINVAL);
