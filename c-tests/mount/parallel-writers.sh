@@ -1,7 +1,7 @@
 #!/bin/bash
 # 8 threads pwrite disjoint ranges of ONE file through a passthrough mount:
-# buffered on a tmpfs backing dir, then O_DIRECT on a backing dir on the ext4
-# root. Every byte is verified and no WRITE reaches the server.
+# buffered on a tmpfs backing dir, then O_DIRECT on a backing dir on an ext4
+# image of the test's own. Every byte is verified and no WRITE reaches the server.
 source "$(dirname "$0")/../lib/mount.sh"
 source "$(dirname "$0")/../lib/workloads.sh"
 
@@ -25,7 +25,6 @@ fpio_tmpfs "$FPIO_TMP/tmpfs"
 run_case "$FPIO_TMP/tmpfs"
 fpio_tmpfs_umount "$FPIO_TMP/tmpfs"
 
-fpio_tmpdir_on /var/tmp
-ext4=$FPIO_DIR
-[ "$(stat -f -c %T "$ext4")" = ext2/ext3 ] || fail "$ext4 is not on ext4 ($(stat -f -c %T "$ext4"))"
-run_case "$ext4" --direct
+fpio_ext4 "$FPIO_TMP/ext4"
+run_case "$FPIO_TMP/ext4" --direct
+fpio_ext4_umount "$FPIO_TMP/ext4"
