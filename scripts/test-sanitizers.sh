@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C tests under sanitizers (issue 5, item 6), as root on a machine with
+# The C tests under sanitizers and valgrind, as root on a machine with
 # /dev/fuse (a skipped mount test is a failure here: FPIO_REQUIRE_MOUNT=1):
 #   asan      meson -Db_sanitize=address,undefined -Db_lundef=false: the unit and
 #             mount suites, plus a few reliability tests that drive the server's
