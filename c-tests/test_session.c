@@ -43,6 +43,7 @@ static struct {
   _Atomic int open_ret;
   _Atomic uint32_t open_flags;
   _Atomic int opens_done, releases, release_ret, rerelease_ret;
+  _Atomic int opens_ok; /* opens that happened: each gets a RELEASE */
   _Atomic int reads, writes;
 } g;
 
@@ -88,6 +89,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     ret = fpio_reply_open(ts.fs, req, ino, backing, fi, &flags);
   g.open_ret = ret;
   g.open_flags = flags;
+  if (ret == 0) g.opens_ok++;
   g.opens_done++;
   if (spare >= 0)
     close(spare); /* fpio must not depend on the fd it was given staying open */
@@ -117,6 +119,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   ret = fpio_reply_create(ts.fs, req, g.plan == PLAN_NULL_ENTRY ? NULL : &e, fd, fi, &flags);
   g.open_ret = ret;
   g.open_flags = flags;
+  if (ret == 0) g.opens_ok++;
   g.opens_done++;
   if (ret != 0) close(fd);
 }
@@ -250,7 +253,13 @@ static int serve(uint32_t flags) {
   return ts_wait_init();
 }
 
+/* The application's last close() (or its exit, for what it held) returns
+ * before the kernel sends that open's RELEASE; a session torn down before it
+ * arrives never closes the handler's fd. So wait for every release first. */
 static void stop_serving(void) {
+  ts_app_stop();
+  if (ts_wait_atomic(&g.releases, g.opens_ok, "releases before unmount") != 0)
+    check_failed_now++;
   ts_stop();
   ts_remove_dirs();
 }
@@ -429,7 +438,7 @@ static void check_fallback(int plan, uint32_t session_flags, uint32_t reason) {
 static void reset_server_record(void) {
   g.open_ret = 1;
   g.open_flags = SENTINEL32;
-  g.opens_done = g.releases = g.reads = g.writes = 0;
+  g.opens_done = g.opens_ok = g.releases = g.reads = g.writes = 0;
   g.release_ret = g.rerelease_ret = 1;
 }
 
