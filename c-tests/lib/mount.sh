@@ -258,8 +258,7 @@ fpio_counter() {
 fpio_expect() {
   local v
   v=$(fpio_val "$1")
-  # shellcheck disable=SC2086
-  [ "$v" $2 "$3" ] || fail "counter $1 = $v, expected $2 $3"
+  test "$v" "$2" "$3" || fail "counter $1 = $v, expected $2 $3"
   fpio_log "ok: $1 = $v ($2 $3)"
 }
 
@@ -270,8 +269,7 @@ fpio_wait_counter() {
   for ((i = 0; i < FPIO_COUNTER_TIMEOUT * 10; i++)); do
     fpio_snapshot
     v=$(fpio_val "$1")
-    # shellcheck disable=SC2086
-    if [ "$v" $2 "$3" ]; then
+    if test "$v" "$2" "$3"; then
       fpio_log "ok: $1 = $v ($2 $3)"
       return 0
     fi

@@ -39,8 +39,7 @@ delta() { echo $(($(fpio_val "$1") - ${before[$1]})); }
 expect_delta() {
   local d
   d=$(delta "$1")
-  # shellcheck disable=SC2086
-  [ "$d" $2 "$3" ] || fail "$scenario: $1 grew by $d, expected $2 $3"
+  test "$d" "$2" "$3" || fail "$scenario: $1 grew by $d, expected $2 $3"
   fpio_log "ok: $scenario: $1 +$d ($2 $3)"
 }
 # No open of either scenario may fall back: every fallback counter stays 0.
