@@ -673,8 +673,13 @@ static void test_fpio_ids_pass_through(void) {
   pt0 = counter(FPIO_COUNTER_OPENS_PASSTHROUGH);
   op0 = counter(FPIO_COUNTER_BACKING_OPENED);
   cl0 = counter(FPIO_COUNTER_BACKING_CLOSED);
+  /* Each open after the last one's RELEASE (which follows close()
+   * asynchronously): a writer arriving while the reader's read-only backing
+   * file is still registered would share it as direct io instead. */
   CHECK_EQ(app(APP_READ, "plain", 0, "0123456789"), 0);
+  CHECK_EQ(settle(), 0);
   CHECK_EQ(app(APP_RW, "plain", 2, "ABCD"), 0);
+  CHECK_EQ(settle(), 0);
   CHECK_EQ(app(APP_READ, "plain", 0, "01ABCD6789"), 0);
   CHECK_EQ(settle(), 0);
   CHECK(backing_is(nodes[N_PLAIN].path, "01ABCD6789"));
@@ -698,6 +703,7 @@ static void test_stack_depth_taken(void) {
   writes0 = g.writes;
   g.bad_flags = 0;
   CHECK_EQ(app(APP_READ, "stacked", 0, "0123456789"), 0);
+  CHECK_EQ(settle(), 0); /* the writer must not find the reader's backing file */
   CHECK_EQ(app(APP_RW, "stacked", 1, "xyz"), 0);
   CHECK_EQ(settle(), 0);
   CHECK(backing_is(nodes[N_STACKED].path, "0xyz456789"));
