@@ -668,8 +668,8 @@ def run_micro():
         return ["_skipped (BENCH_MICRO=0)_"]
     runner = os.path.join(HERE, "micro", "run.sh")
     if not os.access(runner, os.X_OK):
-        msg = ("TODO: no bench/micro/run.sh yet (library open-path cost, ns per open: "
-               "to be added by the library engineer, see bench/micro/README.md)")
+        msg = ("no executable bench/micro/run.sh (fpio's open-path cost, ns per open: "
+               "see bench/micro/README.md)")
         log("SKIP micro: " + msg)
         return ["_" + msg + "_"]
     log("micro: running bench/micro/run.sh")

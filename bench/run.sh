@@ -1,5 +1,6 @@
 #!/bin/bash
-# One command for the side-by-side benchmark (issue 3):
+# One command for the side-by-side benchmark (the backing dir itself, libfuse
+# 3.17.2's passthrough_hp and fpio's example server; see bench/README.md):
 #   bench/run.sh [--quick] [--configs a,b] [--workloads x,y] [--fpio PATH]
 # Installs what it needs (fio, python3-matplotlib), builds libfuse 3.17.2's
 # passthrough_hp with scripts/libfuse317.sh, builds the openbench helper, then

@@ -9,9 +9,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/check.h"
+#include "lib/kernel_fuse.h"
 
 #define SENTINEL32 0xa5a5a5a5u
 #define SENTINEL64 0xa5a5a5a5a5a5a5a5ull
@@ -34,24 +37,32 @@ static const char *const expected_counter_names[] = {
 /* Values beyond the 8 defined bits: the io mode must ignore them. */
 static const uint32_t high_bits[] = {0, 1u << 8, 1u << 15, 1u << 31, 0xffffff00u};
 
-/* Independent models written from kernel-rules.md, not from fpio. */
+/* Independent models of the kernel's rules, written with the UAPI header's
+ * constants, not from fpio: an open's io mode is its DIRECT_IO and
+ * PASSTHROUGH bits; a passthrough reply may carry no bit outside
+ * FOPEN_PASSTHROUGH_MASK (fs/fuse/iomode.c: PASSTHROUGH, DIRECT_IO,
+ * PARALLEL_DIRECT_WRITES, NOFLUSH) or the open fails; released kernels drop
+ * PARALLEL_DIRECT_WRITES unless DIRECT_IO is set (FPIO_RULE_LEGACY), the
+ * series that keeps it for passthrough drops it only from cached opens
+ * (FPIO_RULE_SERIES). */
 static uint32_t model_iomode(uint32_t f) {
-  return f & ((1u << 0) | (1u << 7));
+  return f & (FOPEN_DIRECT_IO | K_FOPEN_PASSTHROUGH);
 }
 
 static int model_pt_valid(uint32_t f) {
-  uint32_t allowed = (1u << 7) | (1u << 0) | (1u << 6) | (1u << 5);
-  return (f & (1u << 7)) && (f & ~allowed) == 0;
+  uint32_t allowed = K_FOPEN_PASSTHROUGH | FOPEN_DIRECT_IO |
+                     FOPEN_PARALLEL_DIRECT_WRITES | FOPEN_NOFLUSH;
+  return (f & K_FOPEN_PASSTHROUGH) && (f & ~allowed) == 0;
 }
 
 /* Returns the kept flags, or -1 when the kernel fails the open instead
  * (PASSTHROUGH next to a bit a passthrough reply may not carry); fpio then
  * answers -EIO, the errno the application would see. */
 static int64_t model_kept(uint32_t f, int series) {
-  int direct = (f & (1u << 0)) != 0, passthrough = (f & (1u << 7)) != 0;
+  int direct = (f & FOPEN_DIRECT_IO) != 0, passthrough = (f & K_FOPEN_PASSTHROUGH) != 0;
   int clear = series ? (!direct && !passthrough) : !direct;
   if (passthrough && !model_pt_valid(f)) return -1;
-  return clear ? f & ~(1u << 6) : f;
+  return clear ? f & ~(uint32_t)FOPEN_PARALLEL_DIRECT_WRITES : f;
 }
 
 /* ---- version ---- */
@@ -76,15 +87,27 @@ static void test_libfuse_version_runtime_matches_loaded(void) {
 
 /* ---- io mode ---- */
 
+/* fpio's FOPEN constants against the kernel UAPI header's. */
 static void test_fopen_constants_match_kernel(void) {
-  CHECK_EQ(FPIO_FOPEN_DIRECT_IO, 1u << 0);
-  CHECK_EQ(FPIO_FOPEN_KEEP_CACHE, 1u << 1);
-  CHECK_EQ(FPIO_FOPEN_NONSEEKABLE, 1u << 2);
-  CHECK_EQ(FPIO_FOPEN_CACHE_DIR, 1u << 3);
-  CHECK_EQ(FPIO_FOPEN_STREAM, 1u << 4);
-  CHECK_EQ(FPIO_FOPEN_NOFLUSH, 1u << 5);
-  CHECK_EQ(FPIO_FOPEN_PARALLEL_DIRECT_WRITES, 1u << 6);
-  CHECK_EQ(FPIO_FOPEN_PASSTHROUGH, 1u << 7);
+  CHECK_EQ(FPIO_FOPEN_DIRECT_IO, FOPEN_DIRECT_IO);
+  CHECK_EQ(FPIO_FOPEN_KEEP_CACHE, FOPEN_KEEP_CACHE);
+  CHECK_EQ(FPIO_FOPEN_NONSEEKABLE, FOPEN_NONSEEKABLE);
+  CHECK_EQ(FPIO_FOPEN_CACHE_DIR, FOPEN_CACHE_DIR);
+  CHECK_EQ(FPIO_FOPEN_STREAM, FOPEN_STREAM);
+  CHECK_EQ(FPIO_FOPEN_NOFLUSH, FOPEN_NOFLUSH);
+  CHECK_EQ(FPIO_FOPEN_PARALLEL_DIRECT_WRITES, FOPEN_PARALLEL_DIRECT_WRITES);
+  CHECK_EQ(FPIO_FOPEN_PASSTHROUGH, K_FOPEN_PASSTHROUGH);
+  /* Every constant its own bit: a copy-paste slip would pass the checks above
+   * only if the header had the same slip. */
+  CHECK_EQ(__builtin_popcount(FPIO_FOPEN_DIRECT_IO | FPIO_FOPEN_KEEP_CACHE |
+                              FPIO_FOPEN_NONSEEKABLE | FPIO_FOPEN_CACHE_DIR |
+                              FPIO_FOPEN_STREAM | FPIO_FOPEN_NOFLUSH |
+                              FPIO_FOPEN_PARALLEL_DIRECT_WRITES | FPIO_FOPEN_PASSTHROUGH),
+           8);
+#ifndef FOPEN_PASSTHROUGH
+  printf("# <linux/fuse.h> is FUSE 7.%d, without FOPEN_PASSTHROUGH (7.40): "
+         "compared with its 7.40 value\n", FUSE_KERNEL_MINOR_VERSION);
+#endif
 }
 
 static void test_iomode_functions_all_flag_values(void) {
@@ -257,9 +280,24 @@ static void test_session_new_null_out(void) {
   fuse_session_destroy(se);
 }
 
+/* NULL is ignored: the call returns (in a child, so a crash is reported as
+ * this test's failure) and closes none of the process's fds. */
 static void test_session_free_null(void) {
-  fpio_session_free(NULL); /* must simply return */
-  CHECK(1);
+  int fds = check_count_fds(), st = 0;
+  pid_t pid;
+  fflush(stdout);
+  pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int before = check_count_fds();
+    fpio_session_free(NULL);
+    _exit(check_count_fds() == before ? 0 : 3);
+  }
+  REQUIRE(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st));
+  CHECK_EQ(WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st), 0);
+  fpio_session_free(NULL);
+  CHECK_EQ(check_count_fds(), fds);
 }
 
 static void test_session_queries_null(void) {

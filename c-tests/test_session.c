@@ -1,35 +1,25 @@
 /* fpio sessions on real mounts: wrong call order (-ENOTCONN is in test_api.c;
  * here -EALREADY, unknown flags, queries before INIT), and a tiny lowlevel
- * server (a thread of this process) whose open/create handlers feed fpio good
- * and bad backing fds, NULL arguments and a conflicting backing file, while a
- * forked "application" process does the file I/O on command. The application
- * is a separate process because under valgrind a thread blocked in stat() on
- * the mount keeps valgrind's big lock and the server thread could never run.
- * Needs root and /dev/fuse (TAP skip otherwise, or a failure when
- * FPIO_REQUIRE_MOUNT=1). */
+ * server (a thread of this process, lib/test_server.h) whose open/create
+ * handlers feed fpio good and bad backing fds, NULL arguments and a
+ * conflicting backing file, while the harness's "application" process does
+ * the file I/O on command. Needs root and /dev/fuse (TAP skip otherwise, or
+ * a failure when FPIO_REQUIRE_MOUNT=1). */
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 34
 #include <fuse_lowlevel.h>
 #include <fpio.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include <linux/fuse.h>
 
 #include "lib/check.h"
+#include "lib/kernel_fuse.h"
 #include "lib/server_io.h"
+#include "lib/test_server.h"
 
 #define SENTINEL32 0xa5a5a5a5u
 #define SENTINEL64 0xa5a5a5a5a5a5a5a5ull
 #define SESSION_SENTINEL ((struct fpio_session *)(uintptr_t)0xdeadbeef)
-#define FUSE_PASSTHROUGH_BIT (1ull << 37) /* kernel-rules.md: flags2 bit 5 */
 #define INO_FILE 2
 #define INO_CREATED 3
 
@@ -46,14 +36,9 @@ enum plan {
   PLAN_NULL_ENTRY    /* create: fpio_reply_create(s, req, NULL, ...) */
 };
 
+/* The harness (ts) has the mount, the fpio session and the application. */
 static struct {
-  char dir[64], mnt[PATH_MAX], file[PATH_MAX], other[PATH_MAX], created[PATH_MAX];
-  struct fuse_session *se;
-  struct fpio_session *fs;
-  pthread_t loop;
-  int looping;
-  pid_t app;            /* the application process */
-  int app_cmd, app_res; /* pipes to and from it */
+  char file[PATH_MAX], other[PATH_MAX], created[PATH_MAX];
   /* set by the test thread before it opens */
   _Atomic int plan;
   /* the server's own io mode for opens without passthrough: cached or direct */
@@ -62,41 +47,11 @@ static struct {
   _Atomic int open_ret;
   _Atomic uint32_t open_flags;
   _Atomic int opens_done, releases, release_ret, rerelease_ret;
+  _Atomic int opens_ok; /* opens that happened: each gets a RELEASE */
   _Atomic int reads, writes;
 } g;
 
 /* ---- the server side ---- */
-
-static void fill_attr(fuse_ino_t ino, struct stat *st) {
-  if (ino == FUSE_ROOT_ID) {
-    memset(st, 0, sizeof *st);
-    st->st_ino = FUSE_ROOT_ID;
-    st->st_mode = S_IFDIR | 0755;
-    st->st_nlink = 2;
-  } else {
-    stat(ino == INO_CREATED ? g.created : g.file, st);
-    st->st_ino = ino;
-  }
-}
-
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  struct fuse_entry_param e;
-  if (parent != FUSE_ROOT_ID || strcmp(name, "file") != 0) {
-    fuse_reply_err(req, ENOENT);
-    return;
-  }
-  memset(&e, 0, sizeof e);
-  e.ino = INO_FILE;
-  fill_attr(INO_FILE, &e.attr); /* timeouts 0: every access asks again */
-  fuse_reply_entry(req, &e);
-}
-
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  struct stat st;
-  (void)fi;
-  fill_attr(ino, &st);
-  fuse_reply_attr(req, &st, 0);
-}
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   int acc = fi->flags & O_ACCMODE;
@@ -125,20 +80,21 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
     close(backing);
     break;
   case PLAN_DIR_FD:
-    backing = spare = open(g.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    backing = spare = open(ts.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     break;
   case PLAN_OTHER_FILE:
     backing = spare = open(g.other, acc | O_CLOEXEC);
     break;
   }
   if (g.plan == PLAN_NULL_FI)
-    ret = fpio_reply_open(g.fs, req, ino, backing, NULL, &flags);
+    ret = fpio_reply_open(ts.fs, req, ino, backing, NULL, &flags);
   else if (g.plan == PLAN_NULL_SESSION)
     ret = fpio_reply_open(NULL, req, ino, backing, fi, &flags);
   else
-    ret = fpio_reply_open(g.fs, req, ino, backing, fi, &flags);
+    ret = fpio_reply_open(ts.fs, req, ino, backing, fi, &flags);
   g.open_ret = ret;
   g.open_flags = flags;
+  if (ret == 0) g.opens_ok++;
   g.opens_done++;
   if (spare >= 0)
     close(spare); /* fpio must not depend on the fd it was given staying open */
@@ -163,18 +119,19 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   }
   memset(&e, 0, sizeof e);
   e.ino = INO_CREATED;
-  fill_attr(INO_CREATED, &e.attr);
+  ts_fill_attr(INO_CREATED, &e.attr);
   fi->fh = (uint64_t)fd;
-  ret = fpio_reply_create(g.fs, req, g.plan == PLAN_NULL_ENTRY ? NULL : &e, fd, fi, &flags);
+  ret = fpio_reply_create(ts.fs, req, g.plan == PLAN_NULL_ENTRY ? NULL : &e, fd, fi, &flags);
   g.open_ret = ret;
   g.open_flags = flags;
+  if (ret == 0) g.opens_ok++;
   g.opens_done++;
   if (ret != 0) close(fd);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  g.release_ret = fpio_release(g.fs, ino, fi);
-  g.rerelease_ret = fpio_release(g.fs, ino, fi); /* double release */
+  g.release_ret = fpio_release(ts.fs, ino, fi);
+  g.rerelease_ret = fpio_release(ts.fs, ino, fi); /* double release */
   close((int)fi->fh);
   g.releases++;
   fuse_reply_err(req, 0);
@@ -194,13 +151,13 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
   (void)userdata;
-  fpio_session_init(g.fs, conn);
+  fpio_session_init(ts.fs, conn);
 }
 
 static const struct fuse_lowlevel_ops ops = {
     .init = op_init,
-    .lookup = op_lookup,
-    .getattr = op_getattr,
+    .lookup = ts_op_lookup,
+    .getattr = ts_op_getattr,
     .open = op_open,
     .create = op_create,
     .release = op_release,
@@ -208,30 +165,20 @@ static const struct fuse_lowlevel_ops ops = {
     .write = op_write,
 };
 
-static void *loop_main(void *arg) {
-  int rc;
-  (void)arg;
-  rc = fuse_session_loop(g.se);
-  if (rc != 0) printf("#   fuse_session_loop returned %d\n", rc);
-  return NULL;
-}
-
 /* ---- the application process ---- */
 
 enum app_op {
-  APP_STAT,       /* stat the mount root (waits for INIT) */
   APP_RW,         /* open "file" O_RDWR, write, read back, close */
   APP_RW_HOLD,    /* the same, but keep it open */
   APP_OPEN_HOLD,  /* just open "file" O_RDWR and keep it open */
   APP_CREATE_RW,  /* create "created", write, read back, close */
   APP_CREATE,     /* just create "created" */
-  APP_CLOSE_ALL,  /* close what is held */
-  APP_EXIT
+  APP_CLOSE_ALL   /* close what is held */
 };
 
 static char *mnt_path(const char *name) {
   static char p[PATH_MAX + 16];
-  snprintf(p, sizeof p, "%s/%s", g.mnt, name);
+  snprintf(p, sizeof p, "%s/%s", ts.mnt, name);
   return p;
 }
 
@@ -250,11 +197,9 @@ static int app_rw(const char *name, int flags, const char *text, int *fd_out) {
   return err;
 }
 
-static int app_do(int op, int *held, int *nheld) {
-  struct stat st;
+static int app_do(const struct ts_cmd *c, int *held, int *nheld) {
   int fd, err = 0;
-  switch (op) {
-  case APP_STAT: return stat(g.mnt, &st) == 0 ? 0 : -errno;
+  switch (c->op) {
   case APP_RW: return app_rw("file", O_RDWR, "ABCD", NULL);
   case APP_RW_HOLD:
     err = app_rw("file", O_RDWR, "ABCD", &fd);
@@ -279,134 +224,29 @@ static int app_do(int op, int *held, int *nheld) {
   return -ENOSYS;
 }
 
-static int app_start(void) {
-  int cmd[2], res[2];
-  if (pipe2(cmd, O_CLOEXEC) != 0) return -1;
-  if (pipe2(res, O_CLOEXEC) != 0) {
-    close(cmd[0]);
-    close(cmd[1]);
-    return -1;
-  }
-  fflush(stdout);
-  g.app = fork();
-  if (g.app == 0) {
-    int op, held[16], nheld = 0;
-    close(cmd[1]);
-    close(res[0]);
-    while (read(cmd[0], &op, sizeof op) == sizeof op && op != APP_EXIT) {
-      int r = app_do(op, held, &nheld);
-      if (write(res[1], &r, sizeof r) != sizeof r) break;
-    }
-    _exit(0);
-  }
-  close(cmd[0]);
-  close(res[1]);
-  g.app_cmd = cmd[1];
-  g.app_res = res[0];
-  if (g.app < 0) {
-    close(g.app_cmd);
-    close(g.app_res);
-    return -1;
-  }
-  return 0;
-}
-
-/* Run one operation in the application process; its result, or -EPIPE. */
-static int app(int op) {
-  int r;
-  if (g.app <= 0) return -EPIPE;
-  if (write(g.app_cmd, &op, sizeof op) != sizeof op ||
-      read(g.app_res, &r, sizeof r) != sizeof r)
-    return -EPIPE;
-  return r;
-}
-
-static void app_stop(void) {
-  int op = APP_EXIT;
-  if (g.app <= 0) return;
-  if (write(g.app_cmd, &op, sizeof op) != sizeof op) kill(g.app, SIGKILL);
-  waitpid(g.app, NULL, 0);
-  close(g.app_cmd);
-  close(g.app_res);
-  g.app = 0;
-}
+/* Run one operation in the application process; its result, or -errno. */
+static int app(int op) { return ts_app(op, NULL, 0, NULL); }
 
 /* ---- setup / teardown ---- */
 
-static int write_file(const char *path, const char *text) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-  if (fd >= 0) close(fd);
-  return ok ? 0 : -1;
-}
-
 static int make_dirs(void) {
-  snprintf(g.dir, sizeof g.dir, "/tmp/fpio-unit.XXXXXX");
-  if (mkdtemp(g.dir) == NULL) return -1;
-  snprintf(g.mnt, sizeof g.mnt, "%s/mnt", g.dir);
-  snprintf(g.file, sizeof g.file, "%s/backing", g.dir);
-  snprintf(g.other, sizeof g.other, "%s/other", g.dir);
-  snprintf(g.created, sizeof g.created, "%s/created", g.dir);
-  if (mkdir(g.mnt, 0755) != 0) return -1;
-  if (write_file(g.file, "0123456789") != 0) return -1;
-  return write_file(g.other, "other file");
-}
-
-static void remove_dirs(void) {
-  unlink(g.file);
-  unlink(g.other);
-  unlink(g.created);
-  rmdir(g.mnt);
-  rmdir(g.dir);
+  if (ts_make_dirs("fpio-unit") != 0) return -1;
+  snprintf(g.file, sizeof g.file, "%s/backing", ts.dir);
+  snprintf(g.other, sizeof g.other, "%s/other", ts.dir);
+  snprintf(g.created, sizeof g.created, "%s/created", ts.dir);
+  if (ts_write_file(g.file, "0123456789") != 0) return -1;
+  return ts_write_file(g.other, "other file");
 }
 
 /* A mounted session that nobody serves yet (INIT stays queued). */
-static int mount_session(void) {
-  char *argv[] = {"fpio-test", "-o", "fsname=fpio-unit", NULL};
-  struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-  g.se = fuse_session_new(&args, &ops, sizeof ops, NULL);
-  fuse_opt_free_args(&args);
-  if (g.se == NULL) return -1;
-  if (fuse_session_mount(g.se, g.mnt) != 0) {
-    fuse_session_destroy(g.se);
-    g.se = NULL;
-    return -1;
-  }
-  return 0;
-}
-
-static int start_loop(void) {
-  if (pthread_create(&g.loop, NULL, loop_main, NULL) != 0) return -1;
-  g.looping = 1;
-  return 0;
-}
-
-/* Detaching the mount aborts the connection, which ends the loop. */
-static void unmount_session(void) {
-  if (g.se == NULL) return;
-  umount2(g.mnt, MNT_DETACH);
-  if (g.looping) {
-    pthread_join(g.loop, NULL);
-    g.looping = 0;
-  }
-  fuse_session_unmount(g.se);
-  fuse_session_destroy(g.se);
-  g.se = NULL;
-}
+static int mount_session(void) { return ts_mount(&ops, sizeof ops, "fpio-unit"); }
 
 static void free_fpio(void) {
-  fpio_session_free(g.fs);
-  g.fs = NULL;
+  fpio_session_free(ts.fs);
+  ts.fs = NULL;
 }
 
-static uint64_t counter(uint32_t c) {
-  uint64_t v = SENTINEL64;
-  if (fpio_session_counter(g.fs, c, &v) != 0) {
-    printf("#   fpio_session_counter(%u) failed\n", c);
-    check_failed_now++;
-  }
-  return v;
-}
+static uint64_t counter(uint32_t c) { return ts_counter(c); }
 
 /* fpio sees requests (and counts them) where libfuse lets it wrap the io:
  * before 3.18, whose default build refuses custom io. There the request
@@ -417,7 +257,7 @@ static uint64_t counter(uint32_t c) {
  * checking that fpio says it does not know. */
 static int64_t req_counter(uint32_t c) {
   uint64_t v = SENTINEL64;
-  int r = fpio_session_counter(g.fs, c, &v);
+  int r = fpio_session_counter(ts.fs, c, &v);
   if (!FPIO_SEES_REQUESTS) {
     CHECK_EQ(r, -ENODATA);
     CHECK_EQ(v, SENTINEL64);
@@ -427,42 +267,36 @@ static int64_t req_counter(uint32_t c) {
   return (int64_t)v;
 }
 
-/* Bounded wait for a server-side count (10 s). */
-static int wait_count(_Atomic int *count, int n, const char *what) {
-  for (int i = 0; i < 1000; i++) {
-    if (*count >= n) return 0;
-    usleep(10000);
-  }
-  printf("#   timed out waiting for %d %s (have %d)\n", n, what, *count);
-  return -1;
-}
-
 /* RELEASE reaches the server asynchronously after close(). */
-static int wait_releases(int n) { return wait_count(&g.releases, n, "releases"); }
+static int wait_releases(int n) { return ts_wait_atomic(&g.releases, n, "releases"); }
 
 /* The application's open() returns as soon as the reply is written, which
  * can be before the handler has recorded fpio's return value. */
-static int wait_opens(int n) { return wait_count(&g.opens_done, n, "recorded opens"); }
+static int wait_opens(int n) { return ts_wait_atomic(&g.opens_done, n, "recorded opens"); }
 
-/* App process + mount + fpio session (flags) + loop; INIT answered. The app
- * is forked first so it holds no /dev/fuse fd. */
+/* App process + mount + fpio session (flags) + a one-thread loop; INIT
+ * answered. The app is forked first so it holds no /dev/fuse fd. */
 /* Not an fpio flag: the test server answers opens it serves itself cached. */
 #define SERVE_CACHED (1u << 31)
 
 static int serve(uint32_t flags) {
   g.cached = (flags & SERVE_CACHED) != 0;
   flags &= ~SERVE_CACHED;
-  if (make_dirs() != 0 || app_start() != 0 || mount_session() != 0) return -1;
-  if (fpio_session_new(g.se, flags, &g.fs) != 0) return -1;
-  if (start_loop() != 0) return -1;
-  return app(APP_STAT);
+  if (make_dirs() != 0 || ts_app_start(app_do) != 0 || mount_session() != 0) return -1;
+  if (fpio_session_new(ts.se, flags, &ts.fs) != 0) return -1;
+  if (ts_start_loop(1) != 0) return -1;
+  return ts_wait_init();
 }
 
+/* The application's last close() (or its exit, for what it held) returns
+ * before the kernel sends that open's RELEASE; a session torn down before it
+ * arrives never closes the handler's fd. So wait for every release first. */
 static void stop_serving(void) {
-  app_stop();
-  unmount_session();
-  free_fpio();
-  remove_dirs();
+  ts_app_stop();
+  if (ts_wait_atomic(&g.releases, g.opens_ok, "releases before unmount") != 0)
+    check_failed_now++;
+  ts_stop();
+  ts_remove_dirs();
 }
 
 /* ---- order and flags ---- */
@@ -471,30 +305,30 @@ static void test_session_new_twice_is_ealready(void) {
   struct fpio_session *second = SESSION_SENTINEL;
   REQUIRE(make_dirs() == 0);
   REQUIRE(mount_session() == 0);
-  CHECK_EQ(fpio_session_new(g.se, 0, &g.fs), 0);
-  CHECK(g.fs != NULL);
-  CHECK_EQ(fpio_session_new(g.se, 0, &second), -EALREADY);
+  CHECK_EQ(fpio_session_new(ts.se, 0, &ts.fs), 0);
+  CHECK(ts.fs != NULL);
+  CHECK_EQ(fpio_session_new(ts.se, 0, &second), -EALREADY);
   CHECK(second == SESSION_SENTINEL);
   /* freed before fuse_session_destroy: allowed once no loop runs */
   free_fpio();
-  unmount_session();
-  remove_dirs();
+  ts_unmount();
+  ts_remove_dirs();
 }
 
 static void test_session_new_unknown_flag(void) {
   struct fpio_session *out = SESSION_SENTINEL;
   REQUIRE(make_dirs() == 0);
   REQUIRE(mount_session() == 0);
-  CHECK_EQ(fpio_session_new(g.se, 1u << 31, &out), -EINVAL);
+  CHECK_EQ(fpio_session_new(ts.se, 1u << 31, &out), -EINVAL);
   CHECK(out == SESSION_SENTINEL);
-  CHECK_EQ(fpio_session_new(g.se, 1u << 30, &out), -EINVAL);
+  CHECK_EQ(fpio_session_new(ts.se, 1u << 30, &out), -EINVAL);
   CHECK(out == SESSION_SENTINEL);
   if (out != SESSION_SENTINEL) fpio_session_free(out); /* keep later tests clean */
   /* a refused call attached nothing: a good one still works */
-  CHECK_EQ(fpio_session_new(g.se, 0, &g.fs), 0);
-  unmount_session();
+  CHECK_EQ(fpio_session_new(ts.se, 0, &ts.fs), 0);
+  ts_unmount();
   free_fpio(); /* freed after fuse_session_destroy */
-  remove_dirs();
+  ts_remove_dirs();
 }
 
 static void test_queries_before_init(void) {
@@ -502,15 +336,15 @@ static void test_queries_before_init(void) {
   uint64_t flags = SENTINEL64;
   REQUIRE(make_dirs() == 0);
   REQUIRE(mount_session() == 0);
-  CHECK_EQ(fpio_session_new(g.se, 0, &g.fs), 0);
-  CHECK_EQ(fpio_session_status(g.fs, &st), 0);
+  CHECK_EQ(fpio_session_new(ts.se, 0, &ts.fs), 0);
+  CHECK_EQ(fpio_session_status(ts.fs, &st), 0);
   CHECK_EQ(st, FPIO_STATUS_PENDING);
-  CHECK_EQ(fpio_session_kernel_offer(g.fs, &flags, &minor), -EAGAIN);
+  CHECK_EQ(fpio_session_kernel_offer(ts.fs, &flags, &minor), -EAGAIN);
   CHECK_EQ(flags, SENTINEL64);
   CHECK_EQ(minor, SENTINEL32);
-  unmount_session();
+  ts_unmount();
   free_fpio();
-  remove_dirs();
+  ts_remove_dirs();
 }
 
 /* ---- a served mount ---- */
@@ -520,23 +354,23 @@ static void test_live_session_queries(void) {
   uint64_t flags = SENTINEL64, v = SENTINEL64;
   int32_t id = (int32_t)SENTINEL32;
   if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
-  CHECK_EQ(fpio_session_status(g.fs, &st), 0);
+  CHECK_EQ(fpio_session_status(ts.fs, &st), 0);
   CHECK_STREQ(fpio_status_str(st), "live");
-  CHECK_EQ(fpio_session_kernel_offer(g.fs, &flags, &minor), 0);
-  CHECK((flags & FUSE_PASSTHROUGH_BIT) != 0);
+  CHECK_EQ(fpio_session_kernel_offer(ts.fs, &flags, &minor), 0);
+  CHECK((flags & K_FUSE_PASSTHROUGH) != 0);
   CHECK(minor >= 40 && minor != SENTINEL32);
   /* NULL outputs and unknown ids on a real session */
-  CHECK_EQ(fpio_session_status(g.fs, NULL), -EINVAL);
-  CHECK_EQ(fpio_session_kernel_offer(g.fs, NULL, &minor), -EINVAL);
-  CHECK_EQ(fpio_session_kernel_offer(g.fs, &flags, NULL), -EINVAL);
-  CHECK_EQ(fpio_session_counter(g.fs, FPIO_COUNTER_COUNT, &v), -EINVAL);
-  CHECK_EQ(fpio_session_counter(g.fs, UINT32_MAX, &v), -EINVAL);
+  CHECK_EQ(fpio_session_status(ts.fs, NULL), -EINVAL);
+  CHECK_EQ(fpio_session_kernel_offer(ts.fs, NULL, &minor), -EINVAL);
+  CHECK_EQ(fpio_session_kernel_offer(ts.fs, &flags, NULL), -EINVAL);
+  CHECK_EQ(fpio_session_counter(ts.fs, FPIO_COUNTER_COUNT, &v), -EINVAL);
+  CHECK_EQ(fpio_session_counter(ts.fs, UINT32_MAX, &v), -EINVAL);
   CHECK_EQ(v, SENTINEL64);
-  CHECK_EQ(fpio_session_counter(g.fs, FPIO_COUNTER_REQ_TOTAL, NULL), -EINVAL);
-  CHECK_EQ(fpio_backing_id(g.fs, INO_FILE, &id), -ENOENT);
-  CHECK_EQ(fpio_backing_id(g.fs, 12345, &id), -ENOENT);
+  CHECK_EQ(fpio_session_counter(ts.fs, FPIO_COUNTER_REQ_TOTAL, NULL), -EINVAL);
+  CHECK_EQ(fpio_backing_id(ts.fs, INO_FILE, &id), -ENOENT);
+  CHECK_EQ(fpio_backing_id(ts.fs, 12345, &id), -ENOENT);
   CHECK_EQ(id, (int32_t)SENTINEL32);
-  CHECK_EQ(fpio_backing_id(g.fs, INO_FILE, NULL), -EINVAL);
+  CHECK_EQ(fpio_backing_id(ts.fs, INO_FILE, NULL), -EINVAL);
   stop_serving();
 }
 
@@ -545,12 +379,12 @@ static void test_release_unknown_and_null(void) {
   memset(&fi, 0, sizeof fi);
   fi.fh = 77;
   if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
-  CHECK_EQ(fpio_release(g.fs, INO_FILE, &fi), -ENOENT);
-  CHECK_EQ(fpio_release(g.fs, 12345, &fi), -ENOENT);
-  CHECK_EQ(fpio_release(g.fs, INO_FILE, NULL), -EINVAL);
+  CHECK_EQ(fpio_release(ts.fs, INO_FILE, &fi), -ENOENT);
+  CHECK_EQ(fpio_release(ts.fs, 12345, &fi), -ENOENT);
+  CHECK_EQ(fpio_release(ts.fs, INO_FILE, NULL), -EINVAL);
   /* NULL request with a real session: nothing to answer, -EINVAL */
-  CHECK_EQ(fpio_reply_open(g.fs, NULL, INO_FILE, -1, &fi, NULL), -EINVAL);
-  CHECK_EQ(fpio_reply_create(g.fs, NULL, NULL, -1, &fi, NULL), -EINVAL);
+  CHECK_EQ(fpio_reply_open(ts.fs, NULL, INO_FILE, -1, &fi, NULL), -EINVAL);
+  CHECK_EQ(fpio_reply_create(ts.fs, NULL, NULL, -1, &fi, NULL), -EINVAL);
   stop_serving();
 }
 
@@ -560,7 +394,7 @@ static void test_write_counters(void) {
   ssize_t n;
   if (serve(0) != 0) { check_failed_now++; stop_serving(); return; }
   REQUIRE(pipe2(p, O_CLOEXEC) == 0);
-  CHECK_EQ(fpio_session_write_counters(g.fs, p[1]), 0);
+  CHECK_EQ(fpio_session_write_counters(ts.fs, p[1]), 0);
   close(p[1]);
   n = read(p[0], buf, sizeof buf - 1);
   close(p[0]);
@@ -573,8 +407,8 @@ static void test_write_counters(void) {
   }
   CHECK(strstr(buf, "status live\n") != NULL);
   /* bad fds */
-  CHECK(fpio_session_write_counters(g.fs, -1) < 0);
-  CHECK(fpio_session_write_counters(g.fs, 999999) < 0);
+  CHECK(fpio_session_write_counters(ts.fs, -1) < 0);
+  CHECK(fpio_session_write_counters(ts.fs, 999999) < 0);
   stop_serving();
 }
 
@@ -587,7 +421,7 @@ static void test_open_passthrough_and_release(void) {
   CHECK_EQ(g.open_ret, 0);
   CHECK(fpio_passthrough_flags_valid(g.open_flags));
   CHECK(fpio_iomode_is_passthrough(g.open_flags));
-  CHECK_EQ(fpio_backing_id(g.fs, INO_FILE, &id), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, INO_FILE, &id), 0);
   CHECK(id >= 1 && id != (int32_t)SENTINEL32);
   CHECK_EQ(counter(FPIO_COUNTER_OPENS_PASSTHROUGH), 1);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 1);
@@ -603,7 +437,7 @@ static void test_open_passthrough_and_release(void) {
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 0);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_CLOSED), 1);
   id = (int32_t)SENTINEL32;
-  CHECK_EQ(fpio_backing_id(g.fs, INO_FILE, &id), -ENOENT);
+  CHECK_EQ(fpio_backing_id(ts.fs, INO_FILE, &id), -ENOENT);
   CHECK_EQ(id, (int32_t)SENTINEL32);
   stop_serving();
 }
@@ -639,7 +473,7 @@ static void check_fallback(int plan, uint32_t session_flags, uint32_t reason) {
 static void reset_server_record(void) {
   g.open_ret = 1;
   g.open_flags = SENTINEL32;
-  g.opens_done = g.releases = g.reads = g.writes = 0;
+  g.opens_done = g.opens_ok = g.releases = g.reads = g.writes = 0;
   g.release_ret = g.rerelease_ret = 1;
 }
 
@@ -667,7 +501,7 @@ static void test_open_declined_cached_policy(void) {
 static void test_status_disabled(void) {
   uint32_t st = SENTINEL32;
   if (serve(FPIO_SESSION_NO_PASSTHROUGH) != 0) { check_failed_now++; stop_serving(); return; }
-  CHECK_EQ(fpio_session_status(g.fs, &st), 0);
+  CHECK_EQ(fpio_session_status(ts.fs, &st), 0);
   CHECK_EQ(st, FPIO_STATUS_DISABLED);
   stop_serving();
 }
@@ -805,22 +639,13 @@ static void test_passthrough_then_declined_cached_policy(void) {
   check_passthrough_then_declined(SERVE_CACHED);
 }
 
-static int mounts_possible(void) {
-  return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0;
-}
-
 #define RUN_SERVED(fn) do { reset_server_record(); RUN(fn); } while (0)
 
 int main(void) {
-  if (!mounts_possible()) {
-    const char *req = getenv("FPIO_REQUIRE_MOUNT");
-    if (req && strcmp(req, "1") == 0) {
-      printf("Bail out! needs root and /dev/fuse (FPIO_REQUIRE_MOUNT=1)\n");
-      return 1;
-    }
-    printf("1..0 # SKIP needs root and /dev/fuse\n");
-    return 0;
-  }
+  int rc;
+  if (!ts_mounts_possible(&rc)) return rc;
+  ts_add_file("file", INO_FILE, g.file);
+  ts_add_file("created", INO_CREATED, g.created);
 
   check_group_begin("order");
   RUN(test_session_new_twice_is_ealready);

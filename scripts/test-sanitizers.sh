@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C tests under sanitizers (issue 5, item 6), as root on a machine with
+# The C tests under sanitizers and valgrind, as root on a machine with
 # /dev/fuse (a skipped mount test is a failure here: FPIO_REQUIRE_MOUNT=1):
 #   asan      meson -Db_sanitize=address,undefined -Db_lundef=false: the unit and
 #             mount suites, plus a few reliability tests that drive the server's
@@ -33,14 +33,11 @@ export FPIO_REQUIRE_MOUNT=1
 # suite the tests whose I/O goes through the server (direct mode), reply faults
 # and server death. (The 60 s stress and the full fio matrix add little here.)
 asan_tests=${FPIO_SAN_ASAN_TESTS:-"--suite unit --suite mount; integrity-direct-buffered faults-reply server-death-direct"}
-# Under valgrind: the unit tests, every mount test but parallel-writers, and two
-# reliability tests through the server's I/O and reply-undo paths. (Not
-# parallel-writers: its req_read == 0 check races with asynchronous RELEASEs
-# and fails about 2 runs in 3 with a server this slow; memcheck itself is clean
-# there. Add new mount tests here by name.)
-valgrind_tests=${FPIO_SAN_VALGRIND_TESTS:-"api session passthrough-live sharing mode-conflicts
-  fallback-no-passthrough fallback-direct fallback-cached setuid-passthrough setuid-direct killpriv
-  integrity-direct-buffered faults-reply"}
+# Under valgrind: the unit tests, every mount test, and two reliability tests
+# through the server's I/O and reply-undo paths. (Add new mount tests here by name.)
+valgrind_tests=${FPIO_SAN_VALGRIND_TESTS:-"api session passthrough-live parallel-writers sharing
+  mode-conflicts fallback-no-passthrough fallback-direct fallback-cached setuid-passthrough
+  setuid-direct killpriv integrity-direct-buffered faults-reply"}
 
 summary=()
 status=0

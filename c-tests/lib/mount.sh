@@ -11,7 +11,8 @@
 # own log; every wait polls against a deadline and checks the server is still
 # alive (no fixed sleeps); unmount is fusermount3 -u and the server must then
 # exit 0; an EXIT trap lazily unmounts whatever is left, kills only the server
-# and helper PIDs this script started, removes every temp dir, and dumps the
+# and helper PIDs this script started, removes the temp dir (every mount and
+# file system image a test makes lives under it), and dumps the
 # server logs when the test failed.
 
 set -euo pipefail
@@ -60,7 +61,6 @@ FPIO_SNAP=             # latest counters snapshot (file)
 fpio_nmount=0
 fpio_logs=()
 fpio_bg_pids=()        # helper processes started with fpio_bg
-fpio_extra_dirs=()     # temp dirs outside FPIO_TMP
 
 # True while PID runs (a zombie counts as exited: it only waits for `wait`).
 fpio_pid_alive() {
@@ -97,15 +97,13 @@ fpio_cleanup() {
   for pid in "${fpio_bg_pids[@]}"; do
     fpio_pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null
   done
-  # Every FUSE or tmpfs mount at or under our temp dirs, deepest first.
+  # Every FUSE, tmpfs or ext4-image mount at or under FPIO_TMP, deepest first.
   for m in $(awk '{ print $5 }' /proc/self/mountinfo | sort -r); do
-    for i in "$FPIO_TMP" "${fpio_extra_dirs[@]}"; do
-      case $m in "$i" | "$i"/*)
-        fpio_log "cleanup: lazily unmounting $m"
-        fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
-        ;;
-      esac
-    done
+    case $m in "$FPIO_TMP" | "$FPIO_TMP"/*)
+      fpio_log "cleanup: lazily unmounting $m"
+      fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"
+      ;;
+    esac
   done
   if [ -n "$FPIO_DAEMON_PID" ]; then
     kill -TERM "$FPIO_DAEMON_PID" 2>/dev/null
@@ -134,7 +132,7 @@ fpio_cleanup() {
     fi
   fi
   # --one-file-system: never descend into a mount that survived the above.
-  rm -rf --one-file-system "$FPIO_TMP" "${fpio_extra_dirs[@]}"
+  rm -rf --one-file-system "$FPIO_TMP"
   exit "$rc"
 }
 trap fpio_cleanup EXIT
@@ -143,14 +141,6 @@ trap fpio_cleanup EXIT
 FPIO_TMP=$(mktemp -d /tmp/fpio-mt.XXXXXX)
 chmod 755 "$FPIO_TMP"
 
-# fpio_tmpdir_on BASE: a temp dir on another file system (e.g. /var/tmp, the
-# ext4 root), in FPIO_DIR. Not for $(...): the trap must learn of the dir.
-fpio_tmpdir_on() {
-  FPIO_DIR=$(mktemp -d "$1/fpio-mt.XXXXXX")
-  fpio_extra_dirs+=("$FPIO_DIR")
-  chmod 755 "$FPIO_DIR"
-}
-
 # fpio_tmpfs DIR: a private tmpfs under FPIO_TMP (unmounted by
 # fpio_tmpfs_umount, or by the trap, which unmounts everything under FPIO_TMP).
 fpio_tmpfs() {
@@ -158,6 +148,29 @@ fpio_tmpfs() {
   mount -t tmpfs -o size=1g,mode=755 fpio-test "$1"
 }
 fpio_tmpfs_umount() { umount "$1" || fail "umount $1"; }
+
+# fpio_ext4 DIR [MiB]: a fresh ext4 file system (default 512 MiB) mounted at DIR,
+# made on a sparse image file in FPIO_TMP and mounted through a loop device, for
+# tests that need a block-device file system (O_DIRECT down to a disk, ext4's
+# behaviour) whatever the host's /tmp or /var/tmp are. Unmounted by
+# fpio_ext4_umount, or by the trap (lazily; the loop device goes with it); the
+# image is removed with FPIO_TMP.
+fpio_nimg=0
+fpio_ext4() {
+  local dir=$1 mib=${2:-512} img
+  fpio_nimg=$((fpio_nimg + 1))
+  img=$FPIO_TMP/ext4.$fpio_nimg.img
+  command -v mkfs.ext4 >/dev/null || fail "mkfs.ext4 is not installed (e2fsprogs)"
+  mkdir -p "$dir"
+  truncate -s "${mib}M" "$img" || fail "creating the image $img"
+  # Inode tables and journal written now: no lazy-init thread writing behind the test.
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$img" ||
+    fail "mkfs.ext4 $img"
+  mount -t ext4 -o loop "$img" "$dir" || fail "mounting $img (loop) at $dir"
+  chmod 755 "$dir"
+  [ "$(stat -f -c %T "$dir")" = ext2/ext3 ] || fail "$dir is not ext4 after mounting $img"
+}
+fpio_ext4_umount() { umount "$1" || fail "umount $1"; }
 
 # fpio_bg COMMAND...: start a helper in the background; its PID is in FPIO_BG.
 fpio_bg() {
@@ -245,8 +258,7 @@ fpio_counter() {
 fpio_expect() {
   local v
   v=$(fpio_val "$1")
-  # shellcheck disable=SC2086
-  [ "$v" $2 "$3" ] || fail "counter $1 = $v, expected $2 $3"
+  test "$v" "$2" "$3" || fail "counter $1 = $v, expected $2 $3"
   fpio_log "ok: $1 = $v ($2 $3)"
 }
 
@@ -257,8 +269,7 @@ fpio_wait_counter() {
   for ((i = 0; i < FPIO_COUNTER_TIMEOUT * 10; i++)); do
     fpio_snapshot
     v=$(fpio_val "$1")
-    # shellcheck disable=SC2086
-    if [ "$v" $2 "$3" ]; then
+    if test "$v" "$2" "$3"; then
       fpio_log "ok: $1 = $v ($2 $3)"
       return 0
     fi

@@ -19,12 +19,22 @@ wl_bigfile() {
 }
 
 # wl_pwriters [--direct]: 8 threads pwrite disjoint chunks of one 64 MiB file
-# through the mount; every byte verified through the mount and on the backing file.
+# through the mount (each its own O_WRONLY open); then every byte is verified
+# through the mount and on the backing file.
 wl_pwriters() {
-  "$FPIO_PWRITERS" --threads 8 --size $((FPIO_BIG_MIB << 20)) "$@" "$FPIO_MNT/pw" ||
+  local size=$((FPIO_BIG_MIB << 20))
+  "$FPIO_PWRITERS" --write-only --threads 8 --size "$size" "$@" "$FPIO_MNT/pw" ||
     fail "pwriters $* through the mount"
+  # close() returns before the kernel's RELEASE reaches the server. A reader
+  # opening now could still find the writers' write-only backing file registered
+  # and share it as FOPEN_DIRECT_IO|FOPEN_PASSTHROUGH, which sends its reads to
+  # the server; once every release is in, it registers a backing file of its
+  # own. (Without passthrough no backing id is ever live and this returns at once.)
+  fpio_wait_counter backing_ids_live -eq 0
+  "$FPIO_PWRITERS" --verify-only --size "$size" "$@" "$FPIO_MNT/pw" ||
+    fail "pwriters $*: read back through the mount differs"
   fpio_drop_caches
-  "$FPIO_PWRITERS" --verify-only --size $((FPIO_BIG_MIB << 20)) "$@" "$FPIO_SOURCE/pw" ||
+  "$FPIO_PWRITERS" --verify-only --size "$size" "$@" "$FPIO_SOURCE/pw" ||
     fail "pwriters $*: backing file differs"
   fpio_log "ok: 8 parallel writers${*:+ ($*)}, verified through the mount and on the backing file"
   rm -f "$FPIO_MNT/pw"

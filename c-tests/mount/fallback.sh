@@ -1,6 +1,6 @@
 #!/bin/bash
 # The passthrough workloads (64 MiB write/read-back, 8 parallel writers buffered
-# on tmpfs and O_DIRECT on ext4) also pass when passthrough is not used:
+# on tmpfs and O_DIRECT on an ext4 image) also pass when passthrough is not used:
 #   fallback.sh no-passthrough   --mode=passthrough --no-passthrough (refused)
 #   fallback.sh direct           --mode=direct
 #   fallback.sh cached           --mode=cached
@@ -44,9 +44,9 @@ check_counters
 fpio_unmount
 fpio_tmpfs_umount "$FPIO_TMP/tmpfs"
 
-fpio_tmpdir_on /var/tmp
-ext4=$FPIO_DIR
-fpio_mount "$ext4" "$FPIO_TMP/mnt" "${opts[@]}" --threads=4
+fpio_ext4 "$FPIO_TMP/ext4"
+fpio_mount "$FPIO_TMP/ext4" "$FPIO_TMP/mnt" "${opts[@]}" --threads=4
 wl_pwriters --direct
 check_counters
 fpio_unmount
+fpio_ext4_umount "$FPIO_TMP/ext4"

@@ -1,9 +1,9 @@
 /* fpio next to libfuse 3.17's native passthrough API, on a real mount.
  *
- * A lowlevel server (a multi-threaded loop in this process) uses fpio AND
- * parts of the native API, while a forked "application" process does the
- * file I/O on command (so the server threads are never blocked by the test
- * itself). The scenario is chosen by argv[1]:
+ * A lowlevel server (a multi-threaded loop in this process, lib/test_server.h)
+ * uses fpio AND parts of the native API, while the harness's "application"
+ * process does the file I/O on command (so the server threads are never
+ * blocked by the test itself). The scenario is chosen by argv[1]:
  *
  *   native-cap-depth1            init() sets FUSE_CAP_PASSTHROUGH and
  *   native-cap-depth2            conn->max_backing_stack_depth = 0 / 1 (kernel
@@ -31,23 +31,9 @@
 #include <fuse_lowlevel.h>
 #include <fpio.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include "../lib/check.h"
 #include "../lib/server_io.h"
+#include "../lib/test_server.h"
 
 #if FUSE_MAJOR_VERSION < 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION < 17)
 #error "test_native needs libfuse >= 3.17 (meson builds it only then)"
@@ -55,7 +41,6 @@
 
 #define SENTINEL32 0xa5a5a5a5u
 #define SENTINEL64 0xa5a5a5a5a5a5a5a5ull
-#define APP_TIMEOUT_MS 120000
 #define STORM_TIMEOUT_MS 400000
 
 /* ---- inodes ---- */
@@ -101,18 +86,11 @@ static struct {
   int expect_depth;    /* kernel max_stack_depth that should result */
   int server_ids;      /* the server-ids scenarios */
   int quick;
-  /* paths */
-  char dir[64], mnt[128], ovl[128], lower[160], upper[160], work[160], merged[160],
-      workwork[192], lowerfile[192], upperfile[192], abort_path[128];
-  int ovl_mounted, fuse_mounted;
-  /* server */
-  struct fuse_session *se;
-  struct fpio_session *fs;
-  pthread_t loop;
-  int looping;
-  /* application */
-  pid_t app;
-  int app_cmd, app_res;
+  /* the overlay (the harness (ts) has the temp dir, mount, fpio session and
+   * application) */
+  char ovl[128], lower[160], upper[160], work[160], merged[160], workwork[192],
+      lowerfile[192], upperfile[192];
+  int ovl_mounted;
   /* recorded by init() */
   _Atomic int init_called, init_capable, init_set_ok;
   /* recorded by the handlers */
@@ -144,51 +122,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
     conn->max_backing_stack_depth = (uint32_t)g.native_depth;
   }
   /* last, as the adoption snippet says: keeps a valid depth the server chose */
-  fpio_session_init(g.fs, conn);
+  fpio_session_init(ts.fs, conn);
   g.init_called = 1;
-}
-
-static int fill_attr(fuse_ino_t ino, struct stat *st) {
-  struct node *n;
-  if (ino == FUSE_ROOT_ID) {
-    memset(st, 0, sizeof *st);
-    st->st_ino = FUSE_ROOT_ID;
-    st->st_mode = S_IFDIR | 0755;
-    st->st_nlink = 2;
-    return 0;
-  }
-  n = node_by_ino(ino);
-  if (n == NULL || n->path[0] == '\0') return ENOENT;
-  if (stat(n->path, st) != 0) return errno;
-  st->st_ino = ino;
-  return 0;
-}
-
-static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
-  struct fuse_entry_param e;
-  struct node *n = parent == FUSE_ROOT_ID ? node_by_name(name) : NULL;
-  int err;
-  if (n == NULL) {
-    fuse_reply_err(req, ENOENT);
-    return;
-  }
-  memset(&e, 0, sizeof e);
-  e.ino = n->ino;
-  err = fill_attr(n->ino, &e.attr); /* timeouts 0: every access asks again */
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    fuse_reply_entry(req, &e);
-}
-
-static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
-  struct stat st;
-  int err = fill_attr(ino, &st);
-  (void)fi;
-  if (err)
-    fuse_reply_err(req, err);
-  else
-    fuse_reply_attr(req, &st, 0);
 }
 
 /* One reference on the inode's server-registered id; registers an O_RDWR
@@ -252,9 +187,9 @@ static void answer_open(fuse_req_t req, struct node *n, struct fuse_file_info *f
     backing_fd = -1;
   }
   if (e != NULL)
-    ret = fpio_reply_create(g.fs, req, e, backing_fd, fi, &flags);
+    ret = fpio_reply_create(ts.fs, req, e, backing_fd, fi, &flags);
   else
-    ret = fpio_reply_open(g.fs, req, n->ino, backing_fd, fi, &flags);
+    ret = fpio_reply_open(ts.fs, req, n->ino, backing_fd, fi, &flags);
   if (ret != 0) {
     g.open_errs++;
     g.last_open_err = ret;
@@ -305,7 +240,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
   }
   memset(&e, 0, sizeof e);
   e.ino = n->ino;
-  err = fill_attr(n->ino, &e.attr);
+  err = ts_fill_attr(n->ino, &e.attr);
   if (err) {
     close(fd);
     fuse_reply_err(req, err);
@@ -317,7 +252,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   struct node *n = node_by_ino(ino);
-  int r = fpio_release(g.fs, ino, fi); /* before the server drops its own id */
+  int r = fpio_release(ts.fs, ino, fi); /* before the server drops its own id */
   if (r != 0) {
     g.release_errs++;
     g.last_release_err = r;
@@ -343,8 +278,8 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static const struct fuse_lowlevel_ops ops = {
     .init = op_init,
-    .lookup = op_lookup,
-    .getattr = op_getattr,
+    .lookup = ts_op_lookup,
+    .getattr = ts_op_getattr,
     .open = op_open,
     .create = op_create,
     .release = op_release,
@@ -352,43 +287,19 @@ static const struct fuse_lowlevel_ops ops = {
     .write = op_write,
 };
 
-static void *loop_main(void *arg) {
-  struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-  int rc;
-  (void)arg;
-  if (cfg == NULL) {
-    printf("#   fuse_loop_cfg_create failed\n");
-    return NULL;
-  }
-  fuse_loop_cfg_set_max_threads(cfg, 8);
-  rc = fuse_session_loop_mt(g.se, cfg);
-  fuse_loop_cfg_destroy(cfg);
-  if (rc != 0) printf("#   fuse_session_loop_mt returned %d\n", rc);
-  return NULL;
-}
-
 /* ---- the application process ---- */
 
 enum app_op {
-  APP_STAT,      /* stat the mount root (waits for INIT); its device minor */
   APP_RW,        /* open name O_RDWR, pwrite text at off, pread back, close */
   APP_READ,      /* open name O_RDONLY, pread at off, compare with text, close */
   APP_HOLD,      /* open name with flags (O_RDONLY/O_RDWR) and keep it */
   APP_CLOSE_ALL, /* close what is held */
   APP_CREATE_RW, /* create name O_EXCL, write text, read back, close */
-  APP_STORM,     /* threads x iterations of open/rw/close on plain, nat1, nat2 */
-  APP_EXIT
-};
-
-struct cmd {
-  int op;
-  int a, b;
-  char name[32];
-  char text[64];
+  APP_STORM      /* threads x iterations of open/rw/close on plain, nat1, nat2 */
 };
 
 static void mnt_path(char *out, size_t len, const char *name) {
-  snprintf(out, len, "%s/%s", g.mnt, name);
+  snprintf(out, len, "%s/%s", ts.mnt, name);
 }
 
 /* 0, or -errno of the first failing step; -EILSEQ for wrong bytes. */
@@ -534,16 +445,14 @@ static int app_storm(int threads, int iters) {
   return err;
 }
 
-static int app_do(const struct cmd *c, int *held, int *nheld) {
-  struct stat st;
+static int app_do(const struct ts_cmd *c, int *held, int *nheld) {
   char p[PATH_MAX + 40];
   int fd, err = 0;
   switch (c->op) {
-  case APP_STAT: return stat(g.mnt, &st) == 0 ? (int)minor(st.st_dev) : -errno;
   case APP_RW: return app_rw(c->name, O_RDWR, c->a, c->text);
   case APP_READ: return app_read(c->name, c->a, c->text);
   case APP_HOLD:
-    if (*nheld >= 64) return -EMFILE;
+    if (*nheld >= TS_APP_MAX_HELD) return -EMFILE;
     mnt_path(p, sizeof p, c->name);
     fd = open(p, c->a);
     if (fd < 0) return -errno;
@@ -559,114 +468,9 @@ static int app_do(const struct cmd *c, int *held, int *nheld) {
   return -ENOSYS;
 }
 
-static int app_start(void) {
-  int cmd[2], res[2];
-  if (pipe2(cmd, O_CLOEXEC) != 0) return -1;
-  if (pipe2(res, O_CLOEXEC) != 0) {
-    close(cmd[0]);
-    close(cmd[1]);
-    return -1;
-  }
-  fflush(stdout);
-  g.app = fork();
-  if (g.app == 0) {
-    struct cmd c;
-    int held[64], nheld = 0;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    close(cmd[1]);
-    close(res[0]);
-    while (read(cmd[0], &c, sizeof c) == sizeof c && c.op != APP_EXIT) {
-      int r = app_do(&c, held, &nheld);
-      if (write(res[1], &r, sizeof r) != sizeof r) break;
-    }
-    _exit(0);
-  }
-  close(cmd[0]);
-  close(res[1]);
-  g.app_cmd = cmd[1];
-  g.app_res = res[0];
-  if (g.app < 0) {
-    g.app = 0;
-    close(g.app_cmd);
-    close(g.app_res);
-    return -1;
-  }
-  return 0;
-}
-
-/* Ends a hung connection: MNT_FORCE makes FUSE abort it (umount_begin),
- * also where fusectl is not mounted; then fusectl's abort file if it is. */
-static void abort_connection(void) {
-  int fd;
-  if (g.fuse_mounted) umount2(g.mnt, MNT_FORCE);
-  if (g.abort_path[0] == '\0') return;
-  fd = open(g.abort_path, O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (write(fd, "1", 1) != 1) { /* nothing more to do */ }
-    close(fd);
-  }
-}
-
-static void app_kill(void) {
-  if (g.app <= 0) return;
-  kill(g.app, SIGKILL);
-  waitpid(g.app, NULL, 0);
-  close(g.app_cmd);
-  close(g.app_res);
-  g.app = 0;
-}
-
-/* One command in the application process; its result, -EPIPE, or
- * -ETIMEDOUT (the connection is then aborted and the process killed). */
-static int app_cmd(int op, const char *name, int a, int b, const char *text, int timeout_ms) {
-  struct cmd c;
-  struct pollfd pfd;
-  int r;
-  if (g.app <= 0) return -EPIPE;
-  memset(&c, 0, sizeof c);
-  c.op = op;
-  c.a = a;
-  c.b = b;
-  if (name) snprintf(c.name, sizeof c.name, "%s", name);
-  if (text) snprintf(c.text, sizeof c.text, "%s", text);
-  if (write(g.app_cmd, &c, sizeof c) != sizeof c) return -EPIPE;
-  pfd.fd = g.app_res;
-  pfd.events = POLLIN;
-  if (poll(&pfd, 1, timeout_ms) != 1) {
-    printf("#   application op %d on %s timed out; aborting the connection\n", op,
-           name ? name : "-");
-    abort_connection();
-    app_kill();
-    return -ETIMEDOUT;
-  }
-  if (read(g.app_res, &r, sizeof r) != sizeof r) return -EPIPE;
-  return r;
-}
-
-#define app(op, name, a, text) app_cmd(op, name, a, 0, text, APP_TIMEOUT_MS)
-
-static void app_stop(void) {
-  struct cmd c;
-  if (g.app <= 0) return;
-  memset(&c, 0, sizeof c);
-  c.op = APP_EXIT;
-  if (write(g.app_cmd, &c, sizeof c) != sizeof c) kill(g.app, SIGKILL);
-  waitpid(g.app, NULL, 0);
-  close(g.app_cmd);
-  close(g.app_res);
-  g.app = 0;
-}
+#define app(op, name, a, text) ts_app(op, name, a, text)
 
 /* ---- files, mounts, cleanup ---- */
-
-static int write_file(const char *path, const char *text) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
-  if (fd >= 0) close(fd);
-  return ok ? 0 : -1;
-}
 
 /* The backing file's bytes at [0, len) equal text. */
 static int backing_is(const char *path, const char *text) {
@@ -683,19 +487,13 @@ static int backing_is(const char *path, const char *text) {
 }
 
 static int make_dirs(void) {
-  snprintf(g.dir, sizeof g.dir, "/tmp/fpio-native.XXXXXX");
-  if (mkdtemp(g.dir) == NULL) {
-    g.dir[0] = '\0';
-    return -1;
-  }
-  snprintf(g.mnt, sizeof g.mnt, "%s/mnt", g.dir);
-  if (mkdir(g.mnt, 0755) != 0) return -1;
+  if (ts_make_dirs("fpio-native") != 0) return -1;
   for (int i = 0; i < N_NODES; i++) {
     struct node *n = &nodes[i];
     pthread_mutex_init(&n->lock, NULL);
     if (i == N_STACKED) continue; /* set up with the overlay */
-    snprintf(n->path, sizeof n->path, "%s/%s", g.dir, n->name);
-    if (i != N_CREATED && write_file(n->path, "0123456789") != 0) return -1;
+    snprintf(n->path, sizeof n->path, "%s/%s", ts.dir, n->name);
+    if (i != N_CREATED && ts_write_file(n->path, "0123456789") != 0) return -1;
   }
   return 0;
 }
@@ -703,7 +501,7 @@ static int make_dirs(void) {
 /* A backing file on overlayfs (stack depth 1) for the depth scenarios. */
 static int make_overlay(void) {
   char opts[4 * PATH_MAX];
-  snprintf(g.ovl, sizeof g.ovl, "%s/ovl", g.dir);
+  snprintf(g.ovl, sizeof g.ovl, "%s/ovl", ts.dir);
   snprintf(g.lower, sizeof g.lower, "%s/lower", g.ovl);
   snprintf(g.upper, sizeof g.upper, "%s/upper", g.ovl);
   snprintf(g.work, sizeof g.work, "%s/work", g.ovl);
@@ -714,7 +512,7 @@ static int make_overlay(void) {
   if (mkdir(g.ovl, 0755) != 0 || mkdir(g.lower, 0755) != 0 || mkdir(g.upper, 0755) != 0 ||
       mkdir(g.work, 0755) != 0 || mkdir(g.merged, 0755) != 0)
     return -1;
-  if (write_file(g.lowerfile, "0123456789") != 0) return -1;
+  if (ts_write_file(g.lowerfile, "0123456789") != 0) return -1;
   snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", g.lower, g.upper, g.work);
   if (mount("overlay", g.merged, "overlay", 0, opts) != 0) {
     printf("#   mount overlay: %s\n", strerror(errno));
@@ -725,31 +523,12 @@ static int make_overlay(void) {
   return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-  (void)st;
-  (void)ftw;
-  if (type == FTW_DP || type == FTW_D || type == FTW_DNR)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0;
-}
-
-static void remove_dirs(void) {
-  if (g.dir[0] == '\0') return;
-  /* FTW_MOUNT: never descend into a mount that is somehow still there */
-  nftw(g.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-  g.dir[0] = '\0';
-}
-
 /* Only async-signal-safe calls: meson's timeout sends SIGTERM. */
 static void on_signal(int sig) {
   (void)sig;
-  abort_connection();
-  if (g.fuse_mounted) umount2(g.mnt, MNT_DETACH);
+  ts_signal_cleanup();
   if (g.ovl_mounted) umount2(g.merged, MNT_DETACH);
-  if (g.app > 0) kill(g.app, SIGKILL);
-  if (g.dir[0] != '\0') {
+  if (ts.dir[0] != '\0') {
     for (int i = 0; i < N_NODES; i++)
       if (i != N_STACKED && nodes[i].path[0]) unlink(nodes[i].path);
     if (g.ovl[0]) {
@@ -762,87 +541,40 @@ static void on_signal(int sig) {
       rmdir(g.merged);
       rmdir(g.ovl);
     }
-    rmdir(g.mnt);
-    rmdir(g.dir);
+    rmdir(ts.mnt);
+    rmdir(ts.dir);
   }
   _exit(1);
 }
 
-static int mount_session(void) {
-  char *argv[] = {"fpio-native-test", "-o", "fsname=fpio-native", NULL};
-  struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-  g.se = fuse_session_new(&args, &ops, sizeof ops, NULL);
-  fuse_opt_free_args(&args);
-  if (g.se == NULL) return -1;
-  if (fuse_session_mount(g.se, g.mnt) != 0) {
-    fuse_session_destroy(g.se);
-    g.se = NULL;
-    return -1;
-  }
-  g.fuse_mounted = 1;
-  return 0;
-}
-
-/* Detaching the mount ends the connection once nothing uses it, which ends the loop. */
-static void unmount_session(void) {
-  if (g.se == NULL) return;
-  umount2(g.mnt, MNT_DETACH);
-  if (g.looping) {
-    pthread_join(g.loop, NULL);
-    g.looping = 0;
-  }
-  fuse_session_unmount(g.se);
-  fuse_session_destroy(g.se);
-  g.se = NULL;
-  g.fuse_mounted = 0;
-  g.abort_path[0] = '\0';
-}
-
-/* The test thread itself never touches the mount: under valgrind a thread
- * blocked in a FUSE request keeps valgrind's lock from the server threads. */
+/* Temp dir (and the overlay for the depth scenarios), application, mount,
+ * fpio session, an 8-thread loop; INIT answered. */
 static int serve(void) {
   int r;
   if (make_dirs() != 0) return -1;
   if (!g.server_ids && make_overlay() != 0) return -1;
-  if (app_start() != 0 || mount_session() != 0) return -1;
-  r = fpio_session_new(g.se, g.fpio_flags, &g.fs);
+  if (ts_app_start(app_do) != 0 || ts_mount(&ops, sizeof ops, "fpio-native") != 0) return -1;
+  r = fpio_session_new(ts.se, g.fpio_flags, &ts.fs);
   if (r != 0) {
     printf("#   fpio_session_new: %s\n", strerror(-r));
     return -1;
   }
-  if (pthread_create(&g.loop, NULL, loop_main, NULL) != 0) return -1;
-  g.looping = 1;
-  r = app(APP_STAT, NULL, 0, NULL);
-  if (r < 0) {
-    printf("#   stat of the mount: %s\n", strerror(-r));
-    return -1;
-  }
-  snprintf(g.abort_path, sizeof g.abort_path, "/sys/fs/fuse/connections/%d/abort", r);
-  return 0;
+  if (ts_start_loop(8) != 0) return -1;
+  return ts_wait_init();
 }
 
 static void stop_serving(void) {
-  app_stop();
-  unmount_session();
-  fpio_session_free(g.fs);
-  g.fs = NULL;
+  ts_stop();
   if (g.ovl_mounted) {
     umount2(g.merged, MNT_DETACH);
     g.ovl_mounted = 0;
   }
-  remove_dirs();
+  ts_remove_dirs();
 }
 
 /* ---- helpers for the checks ---- */
 
-static uint64_t counter(uint32_t c) {
-  uint64_t v = SENTINEL64;
-  if (fpio_session_counter(g.fs, c, &v) != 0) {
-    printf("#   fpio_session_counter(%u) failed\n", c);
-    check_failed_now++;
-  }
-  return v;
-}
+static uint64_t counter(uint32_t c) { return ts_counter(c); }
 
 /* fpio sees requests (and counts them) where libfuse lets it wrap the io:
  * before 3.18, whose default build refuses custom io. There the request
@@ -853,7 +585,7 @@ static uint64_t counter(uint32_t c) {
  * checking that fpio says it does not know. */
 static int64_t req_counter(uint32_t c) {
   uint64_t v = SENTINEL64;
-  int r = fpio_session_counter(g.fs, c, &v);
+  int r = fpio_session_counter(ts.fs, c, &v);
   if (!FPIO_SEES_REQUESTS) {
     CHECK_EQ(r, -ENODATA);
     CHECK_EQ(v, SENTINEL64);
@@ -864,12 +596,7 @@ static int64_t req_counter(uint32_t c) {
 }
 
 static int wait_atomic(_Atomic int *v, int n, const char *what) {
-  for (int i = 0; i < 3000; i++) { /* 30 s */
-    if (*v >= n) return 0;
-    usleep(10000);
-  }
-  printf("#   timed out waiting for %d %s (have %d)\n", n, what, *v);
-  return -1;
+  return ts_wait_atomic(v, n, what);
 }
 
 /* An open reply can reach the application before its handler has recorded
@@ -953,10 +680,10 @@ static void test_init_and_status_live(void) {
   CHECK_EQ(g.init_called, 1);
   CHECK_EQ(g.init_capable, 1); /* the server sees the kernel's offer */
   if (g.native_cap) CHECK_EQ(g.init_set_ok, 1);
-  CHECK_EQ(fpio_session_status(g.fs, &st), 0);
+  CHECK_EQ(fpio_session_status(ts.fs, &st), 0);
   if (st != FPIO_STATUS_LIVE) printf("#   status: %s\n", fpio_status_str(st));
   CHECK_EQ(st, FPIO_STATUS_LIVE);
-  CHECK_EQ(fpio_session_register_errno(g.fs, &e), 0);
+  CHECK_EQ(fpio_session_register_errno(ts.fs, &e), 0);
   CHECK_EQ(e, 0);
 }
 
@@ -968,8 +695,13 @@ static void test_fpio_ids_pass_through(void) {
   pt0 = counter(FPIO_COUNTER_OPENS_PASSTHROUGH);
   op0 = counter(FPIO_COUNTER_BACKING_OPENED);
   cl0 = counter(FPIO_COUNTER_BACKING_CLOSED);
+  /* Each open after the last one's RELEASE (which follows close()
+   * asynchronously): a writer arriving while the reader's read-only backing
+   * file is still registered would share it as direct io instead. */
   CHECK_EQ(app(APP_READ, "plain", 0, "0123456789"), 0);
+  CHECK_EQ(settle(), 0);
   CHECK_EQ(app(APP_RW, "plain", 2, "ABCD"), 0);
+  CHECK_EQ(settle(), 0);
   CHECK_EQ(app(APP_READ, "plain", 0, "01ABCD6789"), 0);
   CHECK_EQ(settle(), 0);
   CHECK(backing_is(nodes[N_PLAIN].path, "01ABCD6789"));
@@ -993,10 +725,11 @@ static void test_stack_depth_taken(void) {
   writes0 = g.writes;
   g.bad_flags = 0;
   CHECK_EQ(app(APP_READ, "stacked", 0, "0123456789"), 0);
+  CHECK_EQ(settle(), 0); /* the writer must not find the reader's backing file */
   CHECK_EQ(app(APP_RW, "stacked", 1, "xyz"), 0);
   CHECK_EQ(settle(), 0);
   CHECK(backing_is(nodes[N_STACKED].path, "0xyz456789"));
-  CHECK_EQ(fpio_session_register_errno(g.fs, &e), 0);
+  CHECK_EQ(fpio_session_register_errno(ts.fs, &e), 0);
   printf("#   expected kernel max_stack_depth %d; stacked opens: %llu passthrough, "
          "%llu registrations failed (errno %d), server reads %d writes %d\n",
          g.expect_depth, (unsigned long long)(counter(FPIO_COUNTER_OPENS_PASSTHROUGH) - pt0),
@@ -1045,7 +778,7 @@ static void test_server_id_passes_through(void) {
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_OPENED) - op0, 0);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_CLOSED) - cl0, 0);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 0);
-  CHECK_EQ(fpio_backing_id(g.fs, n->ino, &id), -ENOENT);
+  CHECK_EQ(fpio_backing_id(ts.fs, n->ino, &id), -ENOENT);
 }
 
 /* Several opens share one server id; releases that are not the last keep
@@ -1061,7 +794,7 @@ static void test_server_id_shared_and_held(void) {
   CHECK_EQ(handlers_done(), 0);
   CHECK_EQ(n->regs - regs0, 1);
   held_id = n->id;
-  CHECK_EQ(fpio_backing_id(g.fs, n->ino, &id), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, n->ino, &id), 0);
   CHECK_EQ(id, held_id);
   /* opens and releases while the id is held: same id, never closed */
   for (int i = 0; i < 5; i++) {
@@ -1073,7 +806,7 @@ static void test_server_id_shared_and_held(void) {
   CHECK_EQ(n->regs - regs0, 1);
   CHECK_EQ(n->closes_ok - closes0, 0);
   CHECK_EQ(n->closes_bad, 0);
-  CHECK_EQ(fpio_backing_id(g.fs, n->ino, &id), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, n->ino, &id), 0);
   CHECK_EQ(id, held_id);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_OPENED), counter(FPIO_COUNTER_BACKING_CLOSED));
   CHECK_EQ(app(APP_CLOSE_ALL, NULL, 0, NULL), 0);
@@ -1083,7 +816,7 @@ static void test_server_id_shared_and_held(void) {
   CHECK(backing_is(n->path, "held4"));
   check_no_server_io();
   check_handler_record();
-  CHECK_EQ(fpio_backing_id(g.fs, n->ino, &id), -ENOENT);
+  CHECK_EQ(fpio_backing_id(ts.fs, n->ino, &id), -ENOENT);
 }
 
 /* Server ids and fpio ids side by side: fpio's counters see only its own. */
@@ -1100,9 +833,9 @@ static void test_server_and_fpio_ids_together(void) {
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_IDS_LIVE), 1);
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_OPENED) - op0, 1);
   CHECK_EQ(total_server_regs() - regs0, 2);
-  CHECK_EQ(fpio_backing_id(g.fs, nodes[N_PLAIN].ino, &fid), 0);
-  CHECK_EQ(fpio_backing_id(g.fs, nodes[N_NAT1].ino, &n1), 0);
-  CHECK_EQ(fpio_backing_id(g.fs, nodes[N_NAT2].ino, &n2), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, nodes[N_PLAIN].ino, &fid), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, nodes[N_NAT1].ino, &n1), 0);
+  CHECK_EQ(fpio_backing_id(ts.fs, nodes[N_NAT2].ino, &n2), 0);
   CHECK(fid > 0 && n1 > 0 && n2 > 0 && fid != n1 && fid != n2 && n1 != n2);
   CHECK_EQ(app(APP_RW, "plain", 0, "fpio-id"), 0);
   CHECK_EQ(app(APP_RW, "nat1", 0, "server-1"), 0);
@@ -1130,7 +863,7 @@ static void test_concurrent_opens_and_releases(void) {
   uint64_t pt0 = counter(FPIO_COUNTER_OPENS_PASSTHROUGH);
   uint64_t opened, closed;
   REQUIRE(served);
-  CHECK_EQ(app_cmd(APP_STORM, NULL, threads, iters, NULL, STORM_TIMEOUT_MS), 0);
+  CHECK_EQ(ts_app_cmd(APP_STORM, NULL, threads, iters, NULL, STORM_TIMEOUT_MS), 0);
   CHECK_EQ(settle(), 0);
   printf("#   %d threads x %d iterations: %d opens (%d of fpio's inode), server registered "
          "%d ids, fpio %llu\n",
@@ -1199,12 +932,9 @@ static int set_scenario(const char *name) {
   return 0;
 }
 
-static int mounts_possible(void) {
-  return geteuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0;
-}
-
 int main(int argc, char **argv) {
   struct sigaction sa;
+  int rc;
   if (argc < 2 || set_scenario(argv[1]) != 0) {
     fprintf(stderr,
             "usage: %s native-cap-depth1|native-cap-depth2|native-cap-depth1-fpio-depth2|"
@@ -1213,15 +943,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   g.quick = argc > 2 && strcmp(argv[2], "quick") == 0;
-  if (!mounts_possible()) {
-    const char *req = getenv("FPIO_REQUIRE_MOUNT");
-    if (req && strcmp(req, "1") == 0) {
-      printf("Bail out! needs root and /dev/fuse (FPIO_REQUIRE_MOUNT=1)\n");
-      return 1;
-    }
-    printf("1..0 # SKIP needs root and /dev/fuse\n");
-    return 0;
-  }
+  if (!ts_mounts_possible(&rc)) return rc;
+  for (int i = 0; i < N_NODES; i++) ts_add_file(nodes[i].name, nodes[i].ino, nodes[i].path);
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, NULL);

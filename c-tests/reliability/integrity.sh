@@ -17,8 +17,9 @@ command -v fio >/dev/null || fail "fio is not installed"
 
 jobs=8 per_job_mib=8
 src=$FPIO_TMP/src
-mkdir -m 755 "$src"
-# ext4 under /tmp on the CI machines: O_DIRECT reaches a real block device.
+# The backing dir is an ext4 image of the test's own, whatever the host's /tmp
+# is: O_DIRECT goes down to a block device (the loop device) as on a real disk.
+fpio_ext4 "$src"
 fpio_mount "$src" "$FPIO_TMP/mnt" --mode="$mode" --threads=8
 fpio_snapshot
 base_fds=$(rel_fds)
@@ -76,3 +77,4 @@ fpio_expect reply_failed -eq 0
 rel_no_leaks "$base_fds"
 fpio_unmount
 fpio_expect backing_ids_live -eq 0
+fpio_ext4_umount "$src"
