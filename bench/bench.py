@@ -912,18 +912,26 @@ def main():
                 wall=f"{time.monotonic() - t_start:.0f} s")
     rows = summarize(results, cfgs, wls)
     os.makedirs(args.results, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    md = os.path.join(args.results, "latest.md")
-    png = os.path.join(args.results, "latest.png")
+    # Every run gets its own dated files; bench/results/latest names the newest run
+    # that can stand as a result: full sizes, every configuration and workload, none
+    # failed or skipped, and every fpio passthrough configuration live.
+    final = not (args.quick or args.configs or args.workloads or any(c.failed or c.skip for c in cfgs)
+                 or not_live(rows, cfgs))
+    run_name = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + \
+        ("" if final else "-quick" if args.quick else "-partial")
+    md = os.path.join(args.results, f"{run_name}.md")
+    png = os.path.join(args.results, f"{run_name}.png")
     write_markdown(md, rows, cfgs, wls, s, meta)
     have_png = write_chart(png, rows, cfgs, wls, meta)
-    with open(os.path.join(args.results, "latest.json"), "w") as f:
+    with open(os.path.join(args.results, f"{run_name}.json"), "w") as f:
         json.dump(dict(meta=meta, settings=s, rows=rows,
                        raw={f"{k[0]}|{k[1]}": v for k, v in results.items()}), f, indent=1)
-    shutil.copy(md, os.path.join(args.results, f"{stamp}.md"))
-    if have_png:
-        shutil.copy(png, os.path.join(args.results, f"{stamp}.png"))
-    log(f"done in {time.monotonic() - t_start:.0f}s: {md}" + (f", {png}" if have_png else ""))
+    if final:
+        with open(os.path.join(args.results, "latest"), "w") as f:
+            f.write(run_name + "\n")
+    log(f"done in {time.monotonic() - t_start:.0f}s: {md}" + (f", {png}" if have_png else "")
+        + ("; bench/results/latest now names it" if final else
+           "; not a complete run, bench/results/latest left as it was"))
     print()
     with open(md) as f:
         print(f.read())

@@ -5,7 +5,8 @@
 # 3.18.3's passthrough_hp with scripts/libfuse-build.sh, builds fpio's example
 # server from this checkout against the system libfuse and against 3.18.3, builds
 # the openbench helper, then runs bench/bench.py. Results:
-# bench/results/latest.{md,png,json} + a timestamped copy.
+# bench/results/<date>-<time>.{md,png,json}; bench/results/latest names the newest
+# complete run.
 # Sizes: BENCH_ROUNDS BENCH_SEQ_MB BENCH_DD_MB BENCH_RAND_MB BENCH_RUNTIME
 #        BENCH_META_SECONDS BENCH_NFILES BENCH_RSS_OPENS BENCH_EXT4_DIR (see bench/README.md).
 # fpio server: $FPIO_PASSTHROUGH, else $FPIO_BUILDDIR/examples/fpio-passthrough,
