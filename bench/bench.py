@@ -542,9 +542,11 @@ def read_counters(path):
     try:
         with open(path) as f:
             for line in f:
-                parts = line.split()
+                # "name value"; a status may have words after it ("pending: INIT not answered yet").
+                parts = line.split(None, 1)
                 if len(parts) == 2:
-                    out[parts[0]] = int(parts[1]) if parts[1].isdigit() else parts[1]
+                    v = parts[1].strip()
+                    out[parts[0]] = int(v) if v.isdigit() else v
     except OSError:
         return None
     return out
@@ -637,8 +639,12 @@ def summarize(results, cfgs, wls):
                         "opens_direct", "opens_cached"):
                 nums = [k.get(key) for k in cs if isinstance(k.get(key), int)]
                 row[key] = int(statistics.median(nums)) if nums else None
+                if not nums and any(k.get(key) == "n/a" for k in cs):
+                    row[key] = "n/a"   # fpio does not see the requests (no custom io on this libfuse)
             sts = sorted({str(k.get("status")) for k in cs if "status" in k})
             row["fpio_status"] = ",".join(sts) if sts else None
+            trs = sorted({str(k.get("transport")) for k in cs if "transport" in k})
+            row["fpio_transport"] = ",".join(trs) if trs else None
             rows.append(row)
     return rows
 
@@ -656,7 +662,9 @@ def not_live(rows, cfgs):
     for c in cfgs:
         if c.kind != "fpio" or c.skip or c.failed or "--mode=passthrough" not in c.argv:
             continue
-        sts = {r["fpio_status"] for r in rows if r["config"] == c.name and r["status"] == "ok"}
+        # A run that opened no file (stat) may end before fpio settled its status: "pending...".
+        sts = {x for r in rows if r["config"] == c.name and r["status"] == "ok" and r["fpio_status"]
+               for x in r["fpio_status"].split(",") if not x.startswith("pending")}
         if sts != {"live"}:
             out[c.name] = ",".join(sorted(str(x) for x in sts if x)) or None
     return out
@@ -678,7 +686,7 @@ def write_markdown(path, rows, cfgs, wls, s, meta):
              f"MB/s = 10^6 bytes/s. ×native and ×peer are ratios of medians; the peer is passthrough_hp "
              f"on the same libfuse and transport ({PEER} for fpio-*, hp318-passthrough for "
              f"fpio318-passthrough, hp318-uring for fpio318-uring). "
-             f"READ/WRITE/GETXATTR = requests that reached the fpio server in one run (median).\n")
+             f"READ/WRITE/GETXATTR = requests that reached the fpio server in one run (median); n/a where fpio runs without custom io and cannot count them.\n")
     if meta.get("quick"):
         L.append("**--quick run: smoke-test sizes, figures are not meaningful.**\n")
     for c in cfgs:
@@ -717,8 +725,10 @@ def write_markdown(path, rows, cfgs, wls, s, meta):
             L.append(f"| {r['workload']} | {r['fs']} | {r['config']} | — | {r['unit']} | | | | | | | {r['status']} |")
             continue
         def cnt(k):
-            return f"{r[k]:,}" if r[k] is not None else ""
+            return r[k] if isinstance(r[k], str) else f"{r[k]:,}" if r[k] is not None else ""
         note = f"fpio status {r['fpio_status']}" if r["fpio_status"] else ""
+        if r.get("fpio_transport"):
+            note += f", transport {r['fpio_transport']}"
         L.append("| {w} | {fs} | {c} | {m} | {u} | {lo}–{hi} | {xn} | {xp} | {rd} | {wr} | {gx} | {note} |".format(
             w=r["workload"], fs=r["fs"], c=r["config"], m=fmt(r["median"], r["unit"]), u=r["unit"],
             lo=fmt(r["min"], r["unit"]), hi=fmt(r["max"], r["unit"]),
