@@ -92,7 +92,7 @@ build_fpio() { # builddir, PKG_CONFIG_PATH
 }
 if [ -z "${FPIO_PASSTHROUGH:-}" ] && [ -z "${FPIO_BUILDDIR:-}" ] && [[ " $* " != *" --fpio "* ]]; then
   FPIO_BUILDDIR="$repo/build-bench"
-  build_fpio "$FPIO_BUILDDIR" ""
+  build_fpio "$FPIO_BUILDDIR" "${PKG_CONFIG_PATH:-}"
   export FPIO_BUILDDIR
 fi
 if [ -z "${FPIO318_PASSTHROUGH:-}" ] && [ -z "${FPIO318_BUILDDIR:-}" ] && [[ " $* " != *" --fpio318 "* ]]; then
