@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Side-by-side benchmark: native backing dir vs fpio-passthrough (3 modes) vs
-libfuse 3.17.2's passthrough_hp (passthrough / nopassthrough).
+libfuse 3.17.2's passthrough_hp (passthrough / nopassthrough), and on libfuse
+3.18.3 fpio-passthrough next to 3.18.3's passthrough_hp, over /dev/fuse and over
+io_uring.
 
 Run through bench/run.sh, which installs what this needs and builds the helpers.
 Every measurement of every configuration is taken in the same invocation,
@@ -99,6 +101,8 @@ class State:
     daemons = {}       # pid -> (Popen, mountpoint)
     tmpfs = None
     pidfile = None
+    uring_saved = None  # enable_uring's value before we set it, while we hold it at 1
+    uring_file = None   # ... also on disk, for run.sh's trap
 
     @classmethod
     def save(cls):
@@ -191,7 +195,43 @@ def kill_daemon(pid, p, mnt):
             pass
 
 
+def uring_enable():
+    """enable_uring=1 for the run; uring_restore() puts back what was there."""
+    with open(URING_PARAM) as f:
+        State.uring_saved = f.read().strip()
+    with open(State.uring_file, "w") as f:
+        f.write(State.uring_saved + "\n")
+    with open(URING_PARAM, "w") as f:
+        f.write("1\n")
+    log(f"{URING_PARAM}: 1 for this run (was {State.uring_saved})")
+
+
+def uring_restore():
+    if State.uring_saved is None:
+        return
+    try:
+        with open(URING_PARAM, "w") as f:
+            f.write(State.uring_saved + "\n")
+        log(f"{URING_PARAM}: restored to {State.uring_saved}")
+        os.unlink(State.uring_file)
+    except OSError as e:
+        log(f"WARNING: could not restore {URING_PARAM} to {State.uring_saved}: {e}")
+    State.uring_saved = None
+
+
+def io_urings(pid):
+    """How many io_uring instances PID has open."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:[io_uring]"
+        except OSError:
+            pass
+    return n
+
+
 def cleanup_all():
+    uring_restore()
     for pid, (p, mnt) in list(State.daemons.items()):
         kill_daemon(pid, p, mnt)
         State.daemons.pop(pid, None)
@@ -206,24 +246,51 @@ def cleanup_all():
 # ---------------------------------------------------------------- configurations
 
 class Config:
-    def __init__(self, name, kind, argv=None, counters=False, skip=None):
+    """peer: the passthrough_hp configuration on the same libfuse and transport
+    (the ×peer column); uring: served over FUSE over io_uring."""
+
+    def __init__(self, name, kind, argv=None, counters=False, skip=None, peer=None, uring=False):
         self.name, self.kind, self.argv = name, kind, argv or []
         self.counters, self.skip, self.failed = counters, skip, None
+        self.peer, self.uring = peer, uring
 
     @property
     def native(self):
         return self.kind == "native"
 
 
+def libfuse_of(binary):
+    """The libfuse version BINARY loads (from the file name ldd resolves), or None."""
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    m = re.search(r"libfuse3\.so\.\d+ => (\S+)", r.stdout)
+    if not m:
+        return None
+    v = re.search(r"libfuse3\.so\.(\d+\.\d+\.\d+)$", os.path.realpath(m.group(1)))
+    return v.group(1) if v else None
+
+
+def binary_skip(path, what, hint, want_libfuse=None):
+    if not (path and os.access(path, os.X_OK)):
+        return f"{what} not found at {path} ({hint})"
+    if want_libfuse and libfuse_of(path) != want_libfuse:
+        return f"{path} loads libfuse {libfuse_of(path)}, not {want_libfuse}"
+    return None
+
+
+URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
+
+
 def make_configs(args):
-    fpio = args.fpio
-    fpio_skip = None
-    if not (fpio and os.access(fpio, os.X_OK)):
-        fpio_skip = f"fpio-passthrough binary not found at {fpio} (build fpio, or pass --fpio PATH)"
-    hp = args.passthrough_hp
-    hp_skip = None
-    if not (hp and os.access(hp, os.X_OK)):
-        hp_skip = f"passthrough_hp not found at {hp} (scripts/libfuse317.sh builds it)"
+    fpio, fpio318 = args.fpio, args.fpio318
+    fpio_skip = binary_skip(fpio, "fpio-passthrough binary", "build fpio, or pass --fpio PATH")
+    fpio318_skip = binary_skip(fpio318, "fpio-passthrough binary for libfuse 3.18.3",
+                               "bench/run.sh builds it, or pass --fpio318 PATH", "3.18.3")
+    hp, hp318 = args.passthrough_hp, args.passthrough_hp_318
+    hp_skip = binary_skip(hp, "passthrough_hp", "scripts/libfuse-build.sh 3.17.2 builds it")
+    hp318_skip = binary_skip(hp318, "passthrough_hp 3.18.3", "scripts/libfuse-build.sh 3.18.3 builds it",
+                             "3.18.3")
+    # FUSE over io_uring needs the kernel's support (main() turns it on for the run).
+    uring_skip = None if os.path.exists(URING_PARAM) else f"kernel has no FUSE over io_uring ({URING_PARAM})"
     # Match passthrough_hp's defaults (libfuse's 10 max worker threads, 86400 s entry/attr
     # timeouts) so the comparison measures the I/O and open paths, not cache settings.
     extra_fpio = [f"--threads={os.environ.get('BENCH_FPIO_THREADS', '10')}",
@@ -233,11 +300,19 @@ def make_configs(args):
     cfgs = [Config("native", "native")]
     for mode in ("passthrough", "direct", "cached"):
         cfgs.append(Config(f"fpio-{mode}", "fpio", [fpio, "-f", f"--mode={mode}"] + extra_fpio,
-                           counters=True, skip=fpio_skip))
+                           counters=True, skip=fpio_skip, peer=PEER))
     # passthrough_hp daemonizes unless told --foreground.
-    cfgs.append(Config("hp-passthrough", "hp", [hp, "--foreground"] + extra_hp, skip=hp_skip))
+    cfgs.append(Config("hp-passthrough", "hp", [hp, "--foreground"] + extra_hp, skip=hp_skip, peer=PEER))
     cfgs.append(Config("hp-nopassthrough", "hp", [hp, "--foreground", "--nopassthrough"] + extra_hp,
-                       skip=hp_skip))
+                       skip=hp_skip, peer=PEER))
+    # libfuse 3.18.3: fpio's example server and passthrough_hp, same libfuse, same transport.
+    for suffix, opts, uring in (("passthrough", [], False), ("uring", ["-o", "io_uring"], True)):
+        peer = f"hp318-{suffix}"
+        cfgs.append(Config(f"fpio318-{suffix}", "fpio",
+                           [fpio318, "-f", "--mode=passthrough"] + extra_fpio + opts, counters=True,
+                           skip=fpio318_skip or (uring_skip if uring else None), peer=peer, uring=uring))
+        cfgs.append(Config(peer, "hp", [hp318, "--foreground"] + extra_hp + opts,
+                           skip=hp318_skip or (uring_skip if uring else None), peer=peer, uring=uring))
     if args.configs:
         want = set(args.configs.split(","))
         unknown = want - {c.name for c in cfgs}
@@ -247,6 +322,7 @@ def make_configs(args):
     return cfgs
 
 
+# The peer of the fpio-* configurations (fpio built against the system libfuse).
 PEER = "hp-passthrough"
 
 
@@ -466,9 +542,11 @@ def read_counters(path):
     try:
         with open(path) as f:
             for line in f:
-                parts = line.split()
+                # "name value"; a status may have words after it ("pending: INIT not answered yet").
+                parts = line.split(None, 1)
                 if len(parts) == 2:
-                    out[parts[0]] = int(parts[1]) if parts[1].isdigit() else parts[1]
+                    v = parts[1].strip()
+                    out[parts[0]] = int(v) if v.isdigit() else v
     except OSError:
         return None
     return out
@@ -494,6 +572,13 @@ def measure(cfg, wl, s, backing, round_no):
     wl.before(backing, s)
     p = start_daemon(cmd, mnt, logpath, s["mount_timeout"])
     try:
+        if cfg.uring:
+            # libfuse starts its rings while answering INIT, which stat() waits for; it
+            # falls back to /dev/fuse silently when it cannot start them.
+            os.stat(mnt)
+            if io_urings(p.pid) == 0:
+                raise ConfigFailed(f"{cfg.name}: the server holds no io_uring: not served over io_uring; "
+                                   f"log {logpath}:\n{tail(logpath)}")
         value = wl.run(mnt, s, {"pid": p.pid})
     except BaseException:
         kill_daemon(p.pid, p, mnt)
@@ -545,41 +630,73 @@ def summarize(results, cfgs, wls):
                        n=len(vals), median=med[c.name],
                        min=min(vals) if vals else None, max=max(vals) if vals else None,
                        x_native=ratio(med[c.name], med.get("native")) if wl.ratios else None,
-                       x_peer=ratio(med[c.name], med.get(PEER)) if wl.ratios else None,
+                       x_peer=ratio(med[c.name], med.get(c.peer)) if wl.ratios and c.peer else None,
                        status=("skipped: " + c.skip) if c.skip else
-                              ("failed: " + c.failed.splitlines()[0]) if c.failed and not vals else
+                              ("failed: " + brief(c.failed)) if c.failed and not vals else
                               ("n/a" if c.native and not wl.native_ok else "ok"))
             cs = [k for _, k in runs if k]
             for key in ("req_read", "req_write", "req_getxattr", "opens_passthrough",
                         "opens_direct", "opens_cached"):
                 nums = [k.get(key) for k in cs if isinstance(k.get(key), int)]
                 row[key] = int(statistics.median(nums)) if nums else None
+                if not nums and any(k.get(key) == "n/a" for k in cs):
+                    row[key] = "n/a"   # fpio does not see the requests (no custom io on this libfuse)
             sts = sorted({str(k.get("status")) for k in cs if "status" in k})
             row["fpio_status"] = ",".join(sts) if sts else None
+            trs = sorted({str(k.get("transport")) for k in cs if "transport" in k})
+            row["fpio_transport"] = ",".join(trs) if trs else None
             rows.append(row)
     return rows
+
+
+def brief(msg):
+    """A failure's first line, and its last (the end of the daemon's log) if it has more."""
+    lines = [x.strip() for x in msg.splitlines() if x.strip()]
+    return lines[0] + (f" … {lines[-1]}" if len(lines) > 1 else "")
+
+
+def not_live(rows, cfgs):
+    """{config: statuses} for the fpio passthrough configurations whose server did
+    not report passthrough live in every run that ran."""
+    out = {}
+    for c in cfgs:
+        if c.kind != "fpio" or c.skip or c.failed or "--mode=passthrough" not in c.argv:
+            continue
+        # A run that opened no file (stat) may end before fpio settled its status: "pending...".
+        sts = {x for r in rows if r["config"] == c.name and r["status"] == "ok" and r["fpio_status"]
+               for x in r["fpio_status"].split(",") if not x.startswith("pending")}
+        if sts != {"live"}:
+            out[c.name] = ",".join(sorted(str(x) for x in sts if x)) or None
+    return out
 
 
 def write_markdown(path, rows, cfgs, wls, s, meta):
     L = []
     L.append("# fpio benchmark results\n")
     L.append(f"Run {meta['date']} on {meta['host']}; kernel {meta['kernel']}; {meta['cpus']} CPUs "
-             f"({meta['cpu']}); load average {meta['load']}; run time {meta['wall']}; fpio {meta['git']}; "
-             f"passthrough_hp from libfuse {meta['hp_version']}.\n")
+             f"({meta['cpu']}); load average {meta['load']}; run time {meta['wall']}; fpio {meta['git']}. "
+             f"libfuse each server loads: {meta['libfuse']}. "
+             f"`-uring` configurations are served over FUSE over io_uring (`-o io_uring`, the server "
+             f"checked to hold io_urings, enable_uring=1 for the run); the others over /dev/fuse.\n")
     L.append(f"Medians of {s['rounds']} runs per cell, configurations alternated within each round, "
              f"a fresh mount per run. Sizes: seq {s['seq_mb']} MiB, dd {s['dd_mb']} MiB, shared "
              f"random-write file {s['rand_mb']} MiB for {s['runtime']} s, {s['nfiles']} files for "
              f"{s['meta_seconds']} s, {s['rss_opens']} opens for RSS. "
              f"Backing dirs: tmpfs ({meta['tmpfs']}) and ext4 ({s['ext4_dir']}). "
-             f"MB/s = 10^6 bytes/s. ×native and ×peer are ratios of medians (peer = {PEER}). "
-             f"READ/WRITE/GETXATTR = requests that reached the fpio server in one run (median).\n")
+             f"MB/s = 10^6 bytes/s. ×native and ×peer are ratios of medians; the peer is passthrough_hp "
+             f"on the same libfuse and transport ({PEER} for fpio-*, hp318-passthrough for "
+             f"fpio318-passthrough, hp318-uring for fpio318-uring). "
+             f"READ/WRITE/GETXATTR = requests that reached the fpio server in one run (median); n/a where fpio runs without custom io and cannot count them.\n")
     if meta.get("quick"):
         L.append("**--quick run: smoke-test sizes, figures are not meaningful.**\n")
     for c in cfgs:
         if c.skip:
             L.append(f"- **{c.name} skipped**: {c.skip}")
         elif c.failed:
-            L.append(f"- **{c.name} FAILED**: {c.failed.splitlines()[0]}")
+            L.append(f"- **{c.name} FAILED**: {brief(c.failed)}")
+    for name, sts in not_live(rows, cfgs).items():
+        L.append(f"- **{name}: fpio not live** (status {sts or 'unknown'}): its figures are not "
+                 f"fpio passthrough")
     L.append("")
     # Compact matrix first: one line per workload, ×native per config.
     active = [c for c in cfgs if not c.skip]
@@ -608,8 +725,10 @@ def write_markdown(path, rows, cfgs, wls, s, meta):
             L.append(f"| {r['workload']} | {r['fs']} | {r['config']} | — | {r['unit']} | | | | | | | {r['status']} |")
             continue
         def cnt(k):
-            return f"{r[k]:,}" if r[k] is not None else ""
+            return r[k] if isinstance(r[k], str) else f"{r[k]:,}" if r[k] is not None else ""
         note = f"fpio status {r['fpio_status']}" if r["fpio_status"] else ""
+        if r.get("fpio_transport"):
+            note += f", transport {r['fpio_transport']}"
         L.append("| {w} | {fs} | {c} | {m} | {u} | {lo}–{hi} | {xn} | {xp} | {rd} | {wr} | {gx} | {note} |".format(
             w=r["workload"], fs=r["fs"], c=r["config"], m=fmt(r["median"], r["unit"]), u=r["unit"],
             lo=fmt(r["min"], r["unit"]), hi=fmt(r["max"], r["unit"]),
@@ -652,7 +771,7 @@ def write_chart(path, rows, cfgs, wls, meta):
     ax.set_xticks(range(len(wlr)))
     ax.set_xticklabels([w.name for w in wlr], rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("median / native median")
-    ax.set_title(f"fpio vs native vs passthrough_hp ({meta['date']}, {meta['kernel']})"
+    ax.set_title(f"fpio vs passthrough_hp, ratio to native ({meta['date']}, {meta['kernel']})"
                  + (" [QUICK]" if meta.get("quick") else ""), fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -693,12 +812,18 @@ def main():
     ap.add_argument("--fpio", default=os.environ.get(
         "FPIO_PASSTHROUGH", os.path.join(os.environ.get("FPIO_BUILDDIR", os.path.join(REPO, "build")),
                                          "examples", "fpio-passthrough")))
-    ap.add_argument("--passthrough-hp", default=os.environ.get("PASSTHROUGH_HP"))
+    ap.add_argument("--fpio318", default=os.environ.get(
+        "FPIO318_PASSTHROUGH", os.path.join(os.environ.get("FPIO318_BUILDDIR", os.path.join(REPO, "build-318")),
+                                            "examples", "fpio-passthrough")),
+                    help="fpio's example server built against libfuse 3.18.3")
+    ap.add_argument("--passthrough-hp", default=os.environ.get("PASSTHROUGH_HP"),
+                    help="libfuse 3.17.2's passthrough_hp")
+    ap.add_argument("--passthrough-hp-318", default=os.environ.get("PASSTHROUGH_HP_318"),
+                    help="libfuse 3.18.3's passthrough_hp")
     ap.add_argument("--openbench", required=True)
     ap.add_argument("--configs", help="comma list (native is always included)")
     ap.add_argument("--workloads", help="comma list")
     ap.add_argument("--results", default=os.path.join(HERE, "results"))
-    ap.add_argument("--hp-version", default="3.17.2")
     args = ap.parse_args()
     global OPENBENCH
     OPENBENCH = args.openbench
@@ -723,11 +848,14 @@ def main():
     for f in os.listdir(os.path.join(work, "logs")):
         os.unlink(os.path.join(work, "logs", f))
     State.pidfile = os.path.join(work, "daemons.pids")
+    State.uring_file = os.path.join(work, "enable_uring.saved")
     State.save()
     results = {}
     load_start = os.getloadavg()[0]
     t_start = time.monotonic()
     try:
+        if any(c.uring for c in active):
+            uring_enable()
         tmpfs = os.path.join(work, "tmpfs")
         os.makedirs(tmpfs, exist_ok=True)
         if mountinfo().get(tmpfs) == "tmpfs":
@@ -766,7 +894,7 @@ def main():
                 value, counters = measure(c, wl, s, backing[wl.fs], rnd + 1)
             except ConfigFailed as e:
                 c.failed = str(e)
-                log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:17} FAILED: {e}")
+                log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:19} FAILED: {e}")
                 log(f"  {c.name}: no further runs of this configuration")
                 continue
             results.setdefault((wl.name, c.name), []).append((value, counters))
@@ -777,7 +905,7 @@ def main():
                 extra = " (server READ {} WRITE {} GETXATTR {})".format(
                     counters.get("req_read", "?"), counters.get("req_write", "?"),
                     counters.get("req_getxattr", "?"))
-            log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:17} "
+            log(f"[{i:3}/{total}] round {rnd + 1} {wl.name:26} {c.name:19} "
                 f"{fmt(value, wl.unit):>10} {wl.unit:5} {time.monotonic() - t0:5.1f}s  "
                 f"elapsed {el:4.0f}s eta {eta:4.0f}s{extra}")
     finally:
@@ -787,25 +915,33 @@ def main():
     micro = run_micro()
     meta = dict(date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
                 host=platform.node(), kernel=platform.release(), cpus=os.cpu_count(),
-                cpu=cpu_model(), git=git_rev(), hp_version=args.hp_version,
+                cpu=cpu_model(), git=git_rev(), libfuse=libfuse_summary(active),
                 tmpfs=f"{s['tmpfs_mb']} MiB", quick=args.quick, micro=micro,
                 # Other jobs on the box skew absolute figures; say how busy it was.
                 load=f"{load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end",
                 wall=f"{time.monotonic() - t_start:.0f} s")
     rows = summarize(results, cfgs, wls)
     os.makedirs(args.results, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    md = os.path.join(args.results, "latest.md")
-    png = os.path.join(args.results, "latest.png")
+    # Every run gets its own dated files; bench/results/latest names the newest run
+    # that can stand as a result: full sizes, every configuration and workload, none
+    # failed or skipped, and every fpio passthrough configuration live.
+    final = not (args.quick or args.configs or args.workloads or any(c.failed or c.skip for c in cfgs)
+                 or not_live(rows, cfgs))
+    run_name = datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + \
+        ("" if final else "-quick" if args.quick else "-partial")
+    md = os.path.join(args.results, f"{run_name}.md")
+    png = os.path.join(args.results, f"{run_name}.png")
     write_markdown(md, rows, cfgs, wls, s, meta)
     have_png = write_chart(png, rows, cfgs, wls, meta)
-    with open(os.path.join(args.results, "latest.json"), "w") as f:
+    with open(os.path.join(args.results, f"{run_name}.json"), "w") as f:
         json.dump(dict(meta=meta, settings=s, rows=rows,
                        raw={f"{k[0]}|{k[1]}": v for k, v in results.items()}), f, indent=1)
-    shutil.copy(md, os.path.join(args.results, f"{stamp}.md"))
-    if have_png:
-        shutil.copy(png, os.path.join(args.results, f"{stamp}.png"))
-    log(f"done in {time.monotonic() - t_start:.0f}s: {md}" + (f", {png}" if have_png else ""))
+    if final:
+        with open(os.path.join(args.results, "latest"), "w") as f:
+            f.write(run_name + "\n")
+    log(f"done in {time.monotonic() - t_start:.0f}s: {md}" + (f", {png}" if have_png else "")
+        + ("; bench/results/latest now names it" if final else
+           "; not a complete run, bench/results/latest left as it was"))
     print()
     with open(md) as f:
         print(f.read())
@@ -814,6 +950,14 @@ def main():
         log("FAILED configurations: " + ", ".join(c.name for c in failed))
         return 1
     return 0
+
+
+def libfuse_summary(cfgs):
+    by = {}
+    for c in cfgs:
+        if not c.native:
+            by.setdefault(libfuse_of(c.argv[0]) or "unknown", []).append(c.name)
+    return "; ".join(f"{v} ({', '.join(names)})" for v, names in sorted(by.items()))
 
 
 def cpu_model():

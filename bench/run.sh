@@ -1,14 +1,18 @@
 #!/bin/bash
-# One command for the side-by-side benchmark (the backing dir itself, libfuse
-# 3.17.2's passthrough_hp and fpio's example server; see bench/README.md):
-#   bench/run.sh [--quick] [--configs a,b] [--workloads x,y] [--fpio PATH]
-# Installs what it needs (fio, python3-matplotlib), builds libfuse 3.17.2's
-# passthrough_hp with scripts/libfuse317.sh, builds the openbench helper, then
-# runs bench/bench.py. Results: bench/results/latest.{md,png,json} + a timestamped copy.
+# One command for the side-by-side benchmark:
+#   bench/run.sh [--quick] [--configs a,b] [--workloads x,y] [--fpio PATH] [--fpio318 PATH]
+# Installs what it needs (fio, python3-matplotlib), builds libfuse 3.17.2's and
+# 3.18.3's passthrough_hp with scripts/libfuse-build.sh, builds fpio's example
+# server from this checkout against the system libfuse and against 3.18.3, builds
+# the openbench helper, then runs bench/bench.py. Results:
+# bench/results/<date>-<time>.{md,png,json}; bench/results/latest names the newest
+# complete run.
 # Sizes: BENCH_ROUNDS BENCH_SEQ_MB BENCH_DD_MB BENCH_RAND_MB BENCH_RUNTIME
 #        BENCH_META_SECONDS BENCH_NFILES BENCH_RSS_OPENS BENCH_EXT4_DIR (see bench/README.md).
 # fpio server: $FPIO_PASSTHROUGH, else $FPIO_BUILDDIR/examples/fpio-passthrough,
-#              else <repo>/build/examples/fpio-passthrough.
+#              else built here in <repo>/build-bench; on 3.18.3 likewise
+#              $FPIO318_PASSTHROUGH, $FPIO318_BUILDDIR, else <repo>/build-bench-318.
+# passthrough_hp: $PASSTHROUGH_HP (3.17.2), $PASSTHROUGH_HP_318, else built here.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,6 +43,11 @@ cleanup() {
   for m in "$work/mnt" "$work/tmpfs"; do
     if mountpoint -q "$m" 2>/dev/null; then umount -l "$m" || true; fi
   done
+  # bench.py sets the fuse module's enable_uring to 1 for io_uring configurations
+  # and keeps the value it found in this file until it has put it back.
+  if [ -f "$work/enable_uring.saved" ]; then
+    cat "$work/enable_uring.saved" >/sys/module/fuse/parameters/enable_uring && rm -f "$work/enable_uring.saved"
+  fi
   exit $rc
 }
 trap cleanup EXIT
@@ -59,22 +68,37 @@ if [ -n "$need_pkgs" ]; then
 fi
 
 if [ -z "${PASSTHROUGH_HP:-}" ]; then
-  echo "bench: libfuse 3.17.2 (scripts/libfuse317.sh)"
-  pcdir=$("$repo/scripts/libfuse317.sh" | tail -1)
+  echo "bench: libfuse 3.17.2 (scripts/libfuse-build.sh 3.17.2)"
+  pcdir=$("$repo/scripts/libfuse-build.sh" 3.17.2 | tail -1)
   PASSTHROUGH_HP=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=prefix fuse3)/bin/passthrough_hp
   export PASSTHROUGH_HP
 fi
+echo "bench: libfuse 3.18.3 (scripts/libfuse-build.sh 3.18.3)"
+pcdir318=$("$repo/scripts/libfuse-build.sh" 3.18.3 | tail -1)
+if [ -z "${PASSTHROUGH_HP_318:-}" ]; then
+  PASSTHROUGH_HP_318=$(PKG_CONFIG_PATH=$pcdir318 pkg-config --variable=prefix fuse3)/bin/passthrough_hp
+  export PASSTHROUGH_HP_318
+fi
 
-# fpio itself: the example server from a release build of this checkout,
-# unless the caller points at one (FPIO_PASSTHROUGH / FPIO_BUILDDIR / --fpio).
-if [ -z "${FPIO_PASSTHROUGH:-}" ] && [ -z "${FPIO_BUILDDIR:-}" ] && [[ " $* " != *" --fpio "* ]]; then
+# fpio itself: the example server from a release build of this checkout, against
+# the system libfuse and against 3.18.3, unless the caller points at one.
+build_fpio() { # builddir, PKG_CONFIG_PATH
   "$repo/scripts/setup-deps.sh" >/dev/null
   export PATH="$HOME/.cargo/bin:$PATH"
+  [ -f "$1/build.ninja" ] ||
+    PKG_CONFIG_PATH=$2 meson setup "$1" "$repo" --buildtype=release >/dev/null
+  echo "bench: building fpio ($1)"
+  ninja -C "$1" examples/fpio-passthrough >/dev/null
+}
+if [ -z "${FPIO_PASSTHROUGH:-}" ] && [ -z "${FPIO_BUILDDIR:-}" ] && [[ " $* " != *" --fpio "* ]]; then
   FPIO_BUILDDIR="$repo/build-bench"
-  [ -f "$FPIO_BUILDDIR/build.ninja" ] || meson setup "$FPIO_BUILDDIR" "$repo" --buildtype=release >/dev/null
-  echo "bench: building fpio ($FPIO_BUILDDIR)"
-  ninja -C "$FPIO_BUILDDIR" examples/fpio-passthrough >/dev/null
+  build_fpio "$FPIO_BUILDDIR" "${PKG_CONFIG_PATH:-}"
   export FPIO_BUILDDIR
+fi
+if [ -z "${FPIO318_PASSTHROUGH:-}" ] && [ -z "${FPIO318_BUILDDIR:-}" ] && [[ " $* " != *" --fpio318 "* ]]; then
+  FPIO318_BUILDDIR="$repo/build-bench-318"
+  build_fpio "$FPIO318_BUILDDIR" "$pcdir318"
+  export FPIO318_BUILDDIR
 fi
 
 mkdir -p "$work"

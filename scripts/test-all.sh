@@ -3,21 +3,29 @@
 #   1. the meson suite (Rust unit, C unit, packaging, real mounts, reliability)
 #      against the system libfuse 3.14;
 #   2. the same suite, plus the libfuse 3.17-only scenarios, against libfuse
-#      3.17.2 built from Debian 13's source package (scripts/libfuse317.sh);
-#   3. the C tests under ASan+UBSan and under valgrind (scripts/test-sanitizers.sh);
-#   4. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh).
-# A skipped test is a failure here (FPIO_REQUIRE_MOUNT=1).
-#   test-all.sh [--no-317] [--no-sanitizers] [--no-kernel]
+#      3.17.2 built from Debian 13's source package (scripts/libfuse-build.sh);
+#   3. the same suite against libfuse 3.18.3 built from Debian sid's source
+#      package with upstream defaults (custom io refused, io_uring compiled in);
+#   4. the mount suite against 3.18.3 again, every server started with
+#      `-o io_uring` (FPIO_SERVER_OPTS) and required to hold an io_uring
+#      (FPIO_REQUIRE_IO_URING=1); the fuse module's enable_uring parameter is set
+#      to 1 for this phase only and put back as it was on every way out;
+#   5. the C tests under ASan+UBSan and under valgrind (scripts/test-sanitizers.sh);
+#   6. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh).
+# A skipped test is a failure here (FPIO_REQUIRE_MOUNT=1). The last line is
+# 'all suites: N passed, N failed' over every phase.
+#   test-all.sh [--no-317] [--no-318] [--no-sanitizers] [--no-kernel]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-want_317=1 want_san=1 want_kernel=1
+want_317=1 want_318=1 want_san=1 want_kernel=1
 for a in "$@"; do
   case $a in
   --no-317) want_317=0 ;;
+  --no-318) want_318=0 ;;
   --no-sanitizers) want_san=0 ;;
   --no-kernel) want_kernel=0 ;;
-  *) echo "usage: $0 [--no-317] [--no-sanitizers] [--no-kernel]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--no-317] [--no-318] [--no-sanitizers] [--no-kernel]" >&2; exit 2 ;;
   esac
 done
 
@@ -63,10 +71,67 @@ run_suite() { # name, build dir, [PKG_CONFIG_PATH]
   phase_done "$name" "$t0" "$rc" "$counts"
 }
 
+# FUSE over io_uring needs the fuse module's enable_uring=1, off by default: on
+# only while the io_uring phase runs, and restored on every exit path.
+uring_param=/sys/module/fuse/parameters/enable_uring
+uring_saved=
+restore_uring() {
+  [ -n "$uring_saved" ] || return 0
+  if echo "$uring_saved" >"$uring_param"; then
+    echo "test-all: $uring_param restored to $uring_saved"
+  else
+    echo "test-all: WARNING: could not restore $uring_param to $uring_saved" >&2
+  fi
+  uring_saved=
+}
+uring_tests=   # the meson test run of that phase, while it runs
+# shellcheck disable=SC2317 # reached from the traps below
+on_signal() {
+  if [ -n "$uring_tests" ]; then
+    kill -TERM "$uring_tests" 2>/dev/null || true
+    wait "$uring_tests" 2>/dev/null || true # its failure must not end us before the restore
+  fi
+  restore_uring
+  exit "$1"
+}
+trap restore_uring EXIT
+trap 'on_signal 129' HUP
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+run_mount_io_uring() { # name, build dir (set up by run_suite)
+  local name=$1 dir=$2 t0=$SECONDS rc=0
+  echo "=== fpio mount suite over io_uring against $name ($dir)"
+  if [ ! -f "$dir/build.ninja" ]; then
+    total_fail=$((total_fail + 1)); phase_done "$name, io_uring" "$t0" 1 "no build in $dir"; return
+  fi
+  if [ ! -w "$uring_param" ]; then
+    echo "test-all: $uring_param missing: this kernel has no FUSE over io_uring" >&2
+    total_fail=$((total_fail + 1)); phase_done "$name, io_uring" "$t0" 1 "no enable_uring"; return
+  fi
+  uring_saved=$(cat "$uring_param")
+  echo 1 >"$uring_param"
+  # In the background so that a signal's trap runs at once, not after the suite.
+  FPIO_SERVER_OPTS="-o io_uring" FPIO_REQUIRE_IO_URING=1 \
+    meson test -C "$dir" --suite mount --print-errorlogs --num-processes 1 \
+    --logbase testlog-io-uring &
+  uring_tests=$!
+  wait "$uring_tests" || rc=$?
+  uring_tests=
+  restore_uring
+  tally "$dir/meson-logs/testlog-io-uring.json" || rc=1
+  phase_done "$name, io_uring" "$t0" "$rc" "$counts"
+}
+
 run_suite "libfuse $(pkg-config --modversion fuse3) (system)" build-test-system
 if [ "$want_317" = 1 ]; then
-  pcdir=$("$root/scripts/libfuse317.sh" | tail -1)
+  pcdir=$("$root/scripts/libfuse-build.sh" 3.17.2 | tail -1)
   run_suite "libfuse 3.17.2" build-test-317 "$pcdir"
+fi
+if [ "$want_318" = 1 ]; then
+  pcdir=$("$root/scripts/libfuse-build.sh" 3.18.3 | tail -1)
+  run_suite "libfuse 3.18.3" build-test-318 "$pcdir"
+  run_mount_io_uring "libfuse 3.18.3" build-test-318
 fi
 if [ "$want_san" = 1 ]; then
   t0=$SECONDS rc=0

@@ -5,6 +5,10 @@
 #   FPIO_SERVER          the example server (fpio-passthrough)
 #   FPIO_PWRITERS, FPIO_OPENSTORM, FPIO_CONFLICTS   helper programs
 #   FPIO_SERVER_WRAPPER  optional command prefix for the server (valgrind)
+#   FPIO_SERVER_OPTS     optional extra options appended to every server start
+#                        (e.g. "-o io_uring" with libfuse >= 3.18)
+#   FPIO_REQUIRE_IO_URING=1  every mounted server must hold an io_uring (libfuse
+#                        falls back to /dev/fuse silently when it cannot start one)
 #   FPIO_REQUIRE_MOUNT=1 turns "cannot mount here" from a skip into a failure
 #
 # Discipline (after libfuse's test/): the server runs in the foreground with its
@@ -46,6 +50,7 @@ for fpio_var in FPIO_SERVER FPIO_PWRITERS FPIO_OPENSTORM FPIO_CONFLICTS; do
 done
 
 read -r -a fpio_wrapper <<<"${FPIO_SERVER_WRAPPER:-}"
+read -r -a fpio_server_opts <<<"${FPIO_SERVER_OPTS:-}"
 # valgrind makes the server ~20x slower to start and to exit.
 if [ ${#fpio_wrapper[@]} -gt 0 ]; then fpio_slow=6; else fpio_slow=1; fi
 FPIO_MOUNT_TIMEOUT=${FPIO_MOUNT_TIMEOUT:-$((10 * fpio_slow))}
@@ -199,8 +204,8 @@ fpio_mount() {
   FPIO_SNAP=$FPIO_TMP/snapshot.$fpio_nmount
   fpio_logs+=("$FPIO_LOG")
   mkdir -p "$mnt"
-  fpio_log "mount: ${fpio_wrapper[*]} $FPIO_SERVER -f --counters-file=$FPIO_COUNTERS $* $src $mnt"
-  "${fpio_wrapper[@]}" "$FPIO_SERVER" -f --counters-file="$FPIO_COUNTERS" "$@" \
+  fpio_log "mount: ${fpio_wrapper[*]} $FPIO_SERVER -f --counters-file=$FPIO_COUNTERS $* ${fpio_server_opts[*]} $src $mnt"
+  "${fpio_wrapper[@]}" "$FPIO_SERVER" -f --counters-file="$FPIO_COUNTERS" "$@" "${fpio_server_opts[@]}" \
     "$src" "$mnt" >"$FPIO_LOG" 2>&1 &
   FPIO_DAEMON_PID=$!
   FPIO_MNT=$mnt
@@ -210,6 +215,21 @@ fpio_mount() {
   # The server writes its counters once INIT is done; from then on a change
   # of the file can only come from our SIGUSR1.
   fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
+  if [ "${FPIO_REQUIRE_IO_URING:-0}" = 1 ]; then
+    # libfuse starts its rings while answering INIT (done by now).
+    [ "$(fpio_server_io_urings)" -gt 0 ] ||
+      fail "server (pid $FPIO_DAEMON_PID) holds no io_uring: not served over io_uring"
+    fpio_log "ok: server holds $(fpio_server_io_urings) io_uring fds"
+  fi
+}
+
+# fpio_server_io_urings: how many io_uring instances the server has open.
+fpio_server_io_urings() {
+  local fd n=0
+  for fd in /proc/"$FPIO_DAEMON_PID"/fd/*; do
+    [ "$(readlink "$fd" 2>/dev/null)" = "anon_inode:[io_uring]" ] && n=$((n + 1))
+  done
+  echo "$n"
 }
 
 # fpio_unmount: fusermount3 -u, then the server must exit 0 within the deadline.
