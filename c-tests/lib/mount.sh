@@ -246,6 +246,10 @@ fpio_unmount() {
     fail "server did not print 'fpio: passthrough: <status>' at exit"
   # The exit-time counters are the final word; later fpio_val reads them.
   cp "$FPIO_COUNTERS" "$FPIO_SNAP"
+  # Once fpio answered an open it knows the transport: io_uring when required.
+  if [ "${FPIO_REQUIRE_IO_URING:-0}" = 1 ] && grep -q '^transport dev$' "$FPIO_SNAP"; then
+    fail "fpio saw its opens arrive over /dev/fuse, not io_uring"
+  fi
 }
 
 fpio_counters_stamp() { stat -c '%i %y' "$FPIO_COUNTERS" 2>/dev/null || echo none; }

@@ -79,7 +79,7 @@ daemonize)
     counters=$FPIO_TMP/counters${order:+-late}
     mkdir -p "$mnt"
     # No -f: the server forks and the parent exits 0 once mounted.
-    "$FPIO_SERVER" --counters-file="$counters" $order "$src" "$mnt" ||
+    "$FPIO_SERVER" --counters-file="$counters" $order "${fpio_server_opts[@]}" "$src" "$mnt" ||
       fail "daemonizing server ${order:-(fpio before fuse_daemonize)} failed to start"
     fpio_poll 10 "mount at $mnt" fpio_is_mounted "$mnt"
     stat "$mnt" >/dev/null
@@ -123,7 +123,8 @@ not-root)
   FPIO_LOG=$FPIO_TMP/server.log FPIO_COUNTERS=$FPIO_TMP/counters FPIO_SNAP=$FPIO_TMP/snap
   fpio_logs+=("$FPIO_LOG")
   setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$FPIO_SERVER" -f \
-    --counters-file="$FPIO_COUNTERS" --writeback --mode=cached "$src" "/dev/fd/$devfd" \
+    --counters-file="$FPIO_COUNTERS" --writeback --mode=cached "${fpio_server_opts[@]}" \
+    "$src" "/dev/fd/$devfd" \
     >"$FPIO_LOG" 2>&1 &
   FPIO_DAEMON_PID=$! FPIO_MNT=$mnt FPIO_SOURCE=$src
   exec {devfd}>&-
