@@ -1,4 +1,5 @@
-//! Test-only fault injection, switched on by the environment variable
+//! Test-only fault injection. Only a library built with the cargo feature
+//! `test-faults` (never the installed one) reads the environment variable
 //! `FPIO_TEST_FAULTS` when a session is created, e.g.
 //! `FPIO_TEST_FAULTS="register=EMFILE:30,reply=ENOENT:10,seed=7"`:
 //! 30% of backing registrations fail with EMFILE and 10% of open replies
@@ -47,9 +48,13 @@ fn parse_rule(v: &str) -> Option<Rule> {
 
 impl Faults {
     pub fn from_env() -> Self {
-        std::env::var("FPIO_TEST_FAULTS")
-            .map(|v| Self::parse(&v))
-            .unwrap_or_default()
+        if cfg!(feature = "test-faults") {
+            std::env::var("FPIO_TEST_FAULTS")
+                .map(|v| Self::parse(&v))
+                .unwrap_or_default()
+        } else {
+            Faults(None)
+        }
     }
 
     /// Unknown keys or values switch nothing on (and are reported once).
