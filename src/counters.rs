@@ -64,22 +64,42 @@ impl Counter {
     }
 }
 
+/// Stripes of counters: each thread adds to its own (picked round-robin on
+/// first use), so requests on several threads do not bounce one cache line;
+/// a read sums them (with wrapping arithmetic, so a decrement on another
+/// stripe than its increment still adds up).
+const STRIPES: usize = 8;
+
+#[repr(align(64))]
+#[derive(Debug)]
+struct Stripe(Vec<AtomicU64>);
+
 #[derive(Debug)]
 pub struct Counters {
-    values: Vec<AtomicU64>,
+    stripes: Vec<Stripe>,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Stripe(Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect()))
+                .collect(),
         }
     }
 }
 
+fn my_stripe() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static MINE: usize = (NEXT.fetch_add(1, Ordering::Relaxed) as usize) % STRIPES;
+    }
+    MINE.with(|m| *m)
+}
+
 impl Counters {
     pub fn add(&self, c: Counter, n: u64) {
-        self.values[c as usize].fetch_add(n, Ordering::Relaxed);
+        self.stripes[my_stripe()].0[c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn inc(&self, c: Counter) {
@@ -87,11 +107,13 @@ impl Counters {
     }
 
     pub fn dec(&self, c: Counter) {
-        self.values[c as usize].fetch_sub(1, Ordering::Relaxed);
+        self.stripes[my_stripe()].0[c as usize].fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn get(&self, c: Counter) -> u64 {
-        self.values[c as usize].load(Ordering::Relaxed)
+        self.stripes
+            .iter()
+            .fold(0u64, |sum, s| sum.wrapping_add(s.0[c as usize].load(Ordering::Relaxed)))
     }
 
     /// `name value` lines, one per counter.
@@ -116,6 +138,35 @@ mod tests {
         assert_eq!(Counter::ReqTotal as u32, 19);
         assert_eq!(Counter::FallbackDirectOpens as u32, 20);
         assert_eq!(Counter::from_raw(Counter::ALL.len() as u32), None);
+    }
+
+    #[test]
+    fn stripes_add_up_across_threads() {
+        let c = std::sync::Arc::new(Counters::default());
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.inc(Counter::BackingIdsLive);
+                    }
+                    // Decrements on other threads than their increments.
+                    if i % 2 == 0 {
+                        for _ in 0..1500 {
+                            c.dec(Counter::BackingIdsLive);
+                        }
+                    } else {
+                        for _ in 0..500 {
+                            c.dec(Counter::BackingIdsLive);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(c.get(Counter::BackingIdsLive), 0);
     }
 
     #[test]
