@@ -39,23 +39,27 @@ trap cleanup EXIT
 
 ok() { passed=$((passed + 1)); echo "test-packages: ok: $*"; }
 bad() { failed=$((failed + 1)); echo "test-packages: FAIL: $*" >&2; }
-# step NAME CMD...: runs CMD with its output in $work/NAME.log, counts it, times it.
-# CMD runs as an asynchronous subshell so that set -e holds inside it (bash
-# ignores -e in a function called from an || list): the first failing command
-# fails the step. Its variables do not come back to this shell.
+# step NAME CMD...: runs CMD with its output in $work/NAME.log, counts it,
+# times it, and leaves its exit code in step_rc. CMD runs as an asynchronous
+# subshell so that set -e holds inside it and the first failing command fails
+# the step: bash would ignore -e in a function called from an if, || or &&
+# list, so call step only as a plain command. CMD's variables stay in it.
+step_rc=0
 step() {
-  local name=$1 t0=$SECONDS rc=0
+  local name=$1 t0=$SECONDS
   shift
+  step_rc=0
   "$@" >"$work/$name.log" 2>&1 &
-  wait $! || rc=$?
-  if [ "$rc" = 0 ]; then
+  wait $! || step_rc=$?
+  if [ "$step_rc" = 0 ]; then
     ok "$name ($((SECONDS - t0)) s)"
   else
     tail -40 "$work/$name.log" >&2
-    bad "$name (exit $rc, $((SECONDS - t0)) s; log above)"
+    bad "$name (exit $step_rc, $((SECONDS - t0)) s; log above)"
   fi
-  return "$rc"
 }
+# A step the rest depends on: stop here when it failed.
+must() { [ "$step_rc" = 0 ] || { echo "packages: $passed passed, $failed failed"; exit 1; }; }
 
 for p in "${pkgs[@]}"; do
   if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -87,7 +91,8 @@ dist() {
   grep -qx "fpio-$version/debian/control" "$work/dist-files.txt"
   if grep -q "^fpio-$version/\.git/" "$work/dist-files.txt"; then echo ".git in the tarball"; return 1; fi
 }
-step meson-dist dist || exit 1
+step meson-dist dist
+must
 tarball=$work/build-dist/meson-dist/fpio-$version.tar.xz
 echo "test-packages: $(du -h "$tarball" | cut -f1) $(basename "$tarball")"
 
@@ -104,9 +109,10 @@ debbuild() {
     dpkg-buildpackage -us -uc -b
   echo "built with $(/usr/bin/rustc --version)"
 }
-if ! step package-build debbuild; then exit 1; fi
-grep -E '^ *[0-9]+/[0-9]+ fpio:' "$work/package-build.log" | sed 's/^/test-packages:   dh_auto_test /'
-grep '^built with' "$work/package-build.log" | sed 's/^/test-packages: /'
+step package-build debbuild
+must
+grep -E '^ *[0-9]+/[0-9]+ fpio:' "$work/package-build.log" | sed 's/^/test-packages:   dh_auto_test /' || true
+grep '^built with' "$work/package-build.log" | sed 's/^/test-packages: /' || true
 debs=()
 for p in "${pkgs[@]}"; do debs+=("$work/deb/${p}_${version}-1_$(dpkg --print-architecture).deb"); done
 
@@ -116,12 +122,13 @@ lint() {
   cat "$work/lintian.txt"
   if grep -q '^E:' "$work/lintian.txt"; then return 1; fi
 }
-step lintian lint || true
+step lintian lint
 echo "test-packages: lintian: $(grep -c '^E:' "$work/lintian.txt" || true) errors, $(grep -c '^W:' "$work/lintian.txt" || true) warnings"
 grep '^[EW]:' "$work/lintian.txt" | sed 's/^/test-packages:   /' || true
 
 # ---- 4. install and use
-step install apt-get install -y -qq --no-install-recommends "${debs[@]}" || exit 1
+step install apt-get install -y -qq --no-install-recommends "${debs[@]}"
+must
 installed_files() {
   local multiarch
   multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
@@ -132,8 +139,8 @@ installed_files() {
   test "$(pkg-config --variable=libdir fpio)" = "/usr/lib/$multiarch"
   test -x /usr/bin/fpio-passthrough
 }
-step installed-files installed_files || true
-step consumer env -u PKG_CONFIG_PATH FPIO_SOURCE_ROOT="$root" "$root/scripts/check-consumer.sh" --installed || true
+step installed-files installed_files
+step consumer env -u PKG_CONFIG_PATH FPIO_SOURCE_ROOT="$root" "$root/scripts/check-consumer.sh" --installed
 
 # The installed example server mounts a directory: a file written through the
 # mount is the same on the backing side, and the server exits 0 on unmount.
@@ -161,7 +168,7 @@ server_mount() {
   grep '^status ' "$work/counters"
   ldd /usr/bin/fpio-passthrough | grep -q "libfpio.so.0 => /usr/lib/"
 }
-step example-server server_mount || true
+step example-server server_mount
 sed -n 's/^status /test-packages:   example server passthrough status: /p' "$work/counters" 2>/dev/null || true
 
 # ---- 5. HOOK: fuse-overlayfs adopter (adopters/fuse-overlayfs/, another branch).
@@ -192,7 +199,7 @@ adopter_fuse_overlayfs() {
   echo "$n adopter programs link the installed libfpio.so.0"
 }
 if [ -d "$root/adopters/fuse-overlayfs" ]; then
-  step adopter-fuse-overlayfs adopter_fuse_overlayfs || true
+  step adopter-fuse-overlayfs adopter_fuse_overlayfs
 else
   echo "test-packages: adopter fuse-overlayfs: no adopters/fuse-overlayfs/ in this tree (not counted)"
 fi
@@ -207,7 +214,7 @@ remove() {
   if pkg-config --exists fpio; then echo "fpio.pc still found"; return 1; fi
   if ldconfig -p | grep -q 'libfpio\.so\.0 '; then echo "libfpio.so.0 still in the loader cache"; return 1; fi
 }
-step remove remove || true
+step remove remove
 
 echo "test-packages: $((SECONDS - t_start)) s in all"
 echo "packages: $passed passed, $failed failed"
