@@ -42,7 +42,11 @@ cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -o "$tmp/shared" "$src" $(pk
 got=$("${run[@]}" "$tmp/shared")
 [ "$got" = "$want" ] || { echo "pkg-config consumer printed '$got', want '$want'" >&2; exit 1; }
 ldd_out=$("${run[@]}" ldd "$tmp/shared")
-grep -q "libfpio.so.0 => $libdir" <<<"$ldd_out" || { echo "consumer did not load the installed libfpio.so.0" >&2; exit 1; }
+# Compare real paths: with merged /usr the loader reports /lib/<multiarch>/...
+loaded=$(sed -n 's/^\s*libfpio\.so\.0 => \(\S*\) .*/\1/p' <<<"$ldd_out")
+if [ -z "$loaded" ] || [ "$(readlink -f "$loaded")" != "$(readlink -f "$libdir/libfpio.so.0")" ]; then
+  echo "consumer did not load the installed libfpio.so.0 (ldd: ${loaded:-none}, want $libdir)" >&2; exit 1
+fi
 if [ -z "$build" ] && readelf -d "$tmp/shared" | grep -qE 'RPATH|RUNPATH'; then
   echo "pkg-config consumer has an rpath: $(readelf -d "$tmp/shared" | grep -E 'RPATH|RUNPATH')" >&2; exit 1
 fi

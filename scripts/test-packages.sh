@@ -127,6 +127,17 @@ echo "test-packages: lintian: $(grep -c '^E:' "$work/lintian.txt" || true) error
 grep '^[EW]:' "$work/lintian.txt" | sed 's/^/test-packages:   /' || true
 
 # ---- 4. install and use
+# loads_installed_libfpio ELF: the dynamic loader alone resolves ELF's
+# libfpio.so.0 to the packaged file (real paths: merged /usr has /lib too).
+loads_installed_libfpio() {
+  local loaded want
+  want=$(readlink -f "/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/libfpio.so.0")
+  loaded=$(env -u LD_LIBRARY_PATH ldd "$1" | sed -n 's/^\s*libfpio\.so\.0 => \(\S*\) .*/\1/p')
+  if [ -z "$loaded" ] || [ "$(readlink -f "$loaded")" != "$want" ]; then
+    echo "$1 loads libfpio.so.0 from '${loaded:-nowhere}', not the packaged $want"
+    return 1
+  fi
+}
 step install apt-get install -y -qq --no-install-recommends "${debs[@]}"
 must
 installed_files() {
@@ -166,7 +177,7 @@ server_mount() {
   rm -f "$work/server.pid"
   [ "$rc" = 0 ] || { echo "server exited $rc"; cat "$work/server.log"; return 1; }
   grep '^status ' "$work/counters"
-  ldd /usr/bin/fpio-passthrough | grep -q "libfpio.so.0 => /usr/lib/"
+  loads_installed_libfpio /usr/bin/fpio-passthrough
 }
 step example-server server_mount
 sed -n 's/^status /test-packages:   example server passthrough status: /p' "$work/counters" 2>/dev/null || true
@@ -192,7 +203,7 @@ adopter_fuse_overlayfs() {
   while IFS= read -r f; do
     readelf -h "$f" >/dev/null 2>&1 || continue
     ldd "$f" 2>/dev/null | grep -q libfpio || continue
-    env -u LD_LIBRARY_PATH ldd "$f" | grep -q "libfpio.so.0 => /usr/lib/" || { echo "$f: not the installed libfpio"; return 1; }
+    loads_installed_libfpio "$f" || return 1
     n=$((n + 1))
   done < <(find "$out" -type f -perm -u+x)
   [ "$n" -gt 0 ] || { echo "no built program links libfpio"; return 1; }
