@@ -10,11 +10,22 @@
 #   5. hook: the fuse-overlayfs adopter, when adopters/fuse-overlayfs/ exists;
 #   6. the packages removed again.
 # Ends with one 'N passed, N failed' line; non-zero when anything failed.
-#   test-packages.sh [--keep]   (--keep: leave the work dir for inspection)
+#   test-packages.sh [--keep] [--results FILE]
+#     --keep          leave the work dir for inspection
+#     --results FILE  one JSON line per step, {"name": ..., "result": "OK"|"FAIL"}
+#                     (what test-all.sh's tally reads from meson's testlog.json)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-keep=0
-[ "${1:-}" = --keep ] && keep=1
+keep=0 results=/dev/null
+while [ $# -gt 0 ]; do
+  case $1 in
+  --keep) keep=1 ;;
+  --results) results=$2; shift ;;
+  *) echo "usage: $0 [--keep] [--results FILE]" >&2; exit 2 ;;
+  esac
+  shift
+done
+: >"$results"
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(libfpio0 libfpio-dev fpio-examples)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
@@ -39,6 +50,7 @@ trap cleanup EXIT
 
 ok() { passed=$((passed + 1)); echo "test-packages: ok: $*"; }
 bad() { failed=$((failed + 1)); echo "test-packages: FAIL: $*" >&2; }
+record() { printf '{"name": "packages/%s", "result": "%s"}\n' "$1" "$2" >>"$results"; }
 # step NAME CMD...: runs CMD with its output in $work/NAME.log, counts it,
 # times it, and leaves its exit code in step_rc. CMD runs as an asynchronous
 # subshell so that set -e holds inside it and the first failing command fails
@@ -53,7 +65,9 @@ step() {
   wait $! || step_rc=$?
   if [ "$step_rc" = 0 ]; then
     ok "$name ($((SECONDS - t0)) s)"
+    record "$name" OK
   else
+    record "$name" FAIL
     tail -40 "$work/$name.log" >&2
     bad "$name (exit $step_rc, $((SECONDS - t0)) s; log above)"
   fi
