@@ -3,7 +3,6 @@
 //! falling back to `pkg-config fuse3` for a plain `cargo build`.
 
 use std::env;
-use std::path::PathBuf;
 use std::process::Command;
 
 fn pkg_config_var(var: &str) -> Option<String> {
@@ -49,11 +48,11 @@ fn main() {
     }
     println!("cargo:rustc-link-lib=dylib=fuse3");
 
-    // cargo's cdylib gets the same soname and export list as the meson-built one.
-    let map = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("src/fpio.map");
+    // cargo's cdylib gets the same soname as the meson-built one. Its export
+    // list is rustc's own version script (the #[no_mangle] fpio_* functions):
+    // adding src/fpio.map as a second script works only with LLD (rustup's
+    // default linker since 1.90); GNU ld, which Debian's rustc uses, rejects
+    // "anonymous version tag cannot be combined with other version tags".
+    // The library meson links and installs applies src/fpio.map (FPIO_0).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libfpio.so.0");
-    println!(
-        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-        map.display()
-    );
 }

@@ -7,6 +7,10 @@ test:  cargo test --locked, with the same libfuse selection as the build.
 meson passes the libfuse it found (include and lib dirs) so that cargo's
 build.rs compiles the libfuse glue against the very same headers: one libfuse
 per build tree, chosen once at `meson setup` through PKG_CONFIG_PATH.
+
+A release tarball (meson dist, scripts/dist-vendor.sh) carries vendor/ and
+.cargo/config.toml: then cargo runs --offline from the source root, where it
+finds that configuration wherever the build directory is.
 """
 import argparse
 import os
@@ -38,8 +42,13 @@ def main() -> int:
            "--target-dir", args.target_dir]
     if args.profile == "release":
         cmd.append("--release")
+    srcdir = os.path.dirname(os.path.abspath(args.manifest))
+    vendored = (os.path.isdir(os.path.join(srcdir, "vendor"))
+                and os.path.isfile(os.path.join(srcdir, ".cargo", "config.toml")))
+    if vendored:
+        cmd.append("--offline")
     cmd += [r for r in rest if r != "--"]
-    res = subprocess.run(cmd, env=env)
+    res = subprocess.run(cmd, env=env, cwd=srcdir if vendored else None)
     if res.returncode != 0:
         return res.returncode
 
