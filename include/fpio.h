@@ -30,10 +30,10 @@ struct fuse_file_info;
 struct fuse_entry_param;
 struct fuse_conn_info;
 
-/* The io-mode macros of the FOPEN_PARALLEL_DIRECT_WRITES series review,
- * corrected (balanced, boolean, spelled right); the same answers as
- * fpio_iomode() and fpio_iomode_is_*(). Defined only where the kernel
- * headers have not defined them. */
+/* FOPEN_IOMODE() and FOPEN_IOMODE_IS_{CACHED,DIRECT,PASSTHROUGH}(): an open's
+ * io mode from its reply flags (its DIRECT_IO and PASSTHROUGH bits); the same
+ * answers as fpio_iomode() and fpio_iomode_is_*(). Defined only where the
+ * kernel headers have not defined them. */
 #ifndef FOPEN_IOMODE
 #define FOPEN_IOMODE(flags) ((uint32_t)(flags) & (FPIO_FOPEN_DIRECT_IO | FPIO_FOPEN_PASSTHROUGH))
 #endif

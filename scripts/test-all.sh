@@ -11,7 +11,9 @@
 #      (FPIO_REQUIRE_IO_URING=1); the fuse module's enable_uring parameter is set
 #      to 1 for this phase only and put back as it was on every way out;
 #   5. the C tests under ASan+UBSan and under valgrind (scripts/test-sanitizers.sh);
-#   6. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh).
+#   6. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh);
+#   7. the Debian packages: release tarball, .deb build offline, install, consumers
+#      and the fuse-overlayfs adopter against them (scripts/test-packages.sh).
 # A skipped test is a failure here (FPIO_REQUIRE_MOUNT=1). The last line is
 # 'all suites: N passed, N failed' over every phase.
 #   test-all.sh [--no-317] [--no-318] [--no-sanitizers] [--no-kernel]
@@ -152,6 +154,12 @@ if [ "$want_kernel" = 1 ]; then
   fi
   phase_done "kernel tier (stock + patched VM)" "$t0" "$rc" "$line"
 fi
+
+t0=$SECONDS rc=0 res=$(mktemp)
+"$root/scripts/test-packages.sh" --results "$res" || rc=$?
+tally "$res" || rc=1
+rm -f "$res"
+phase_done "Debian packages (tarball, .deb, install, adopter)" "$t0" "$rc" "$counts"
 
 echo "=== summary"
 printf '  %s\n' "${summary[@]}"

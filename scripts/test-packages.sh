@@ -7,7 +7,7 @@
 #   4. the packages installed with apt, a consumer built with plain
 #      `pkg-config fpio` (scripts/check-consumer.sh --installed) and the
 #      installed example server mounting a directory;
-#   5. hook: the fuse-overlayfs adopter, when adopters/fuse-overlayfs/ exists;
+#   5. the fuse-overlayfs adopter built against the installed packages, and its checks;
 #   6. the packages removed again.
 # Ends with one 'N passed, N failed' line; non-zero when anything failed.
 #   test-packages.sh [--keep] [--results FILE]
@@ -196,38 +196,14 @@ server_mount() {
 step example-server server_mount
 sed -n 's/^status /test-packages:   example server passthrough status: /p' "$work/counters" 2>/dev/null || true
 
-# ---- 5. HOOK: fuse-overlayfs adopter (adopters/fuse-overlayfs/, another branch).
-# When that directory exists, it is built against the INSTALLED libfpio-dev
-# (system pkg-config, no PKG_CONFIG_PATH, no LD_LIBRARY_PATH) and every ELF
-# it produces that links libfpio must load /usr/lib/.../libfpio.so.0.
-# Build entry, first found: adopters/fuse-overlayfs/meson.build (meson setup +
-# ninja), else an executable adopters/fuse-overlayfs/build.sh OUT_DIR.
+# ---- 5. the fuse-overlayfs adopter against the INSTALLED libfpio-dev: its patch
+# applied, built with the system's `pkg-config fpio` (no PKG_CONFIG_PATH, no
+# LD_LIBRARY_PATH, no rpath), and its side-by-side checks run on real mounts.
 adopter_fuse_overlayfs() {
-  local dir=$root/adopters/fuse-overlayfs out=$work/adopter-fuse-overlayfs
-  if [ -f "$dir/meson.build" ]; then
-    env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH meson setup "$out" "$dir"
-    env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH ninja -C "$out"
-  elif [ -x "$dir/build.sh" ]; then
-    env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH "$dir/build.sh" "$out"
-  else
-    echo "adopters/fuse-overlayfs has neither meson.build nor an executable build.sh"
-    return 1
-  fi
-  local n=0 f
-  while IFS= read -r f; do
-    readelf -h "$f" >/dev/null 2>&1 || continue
-    ldd "$f" 2>/dev/null | grep -q libfpio || continue
-    loads_installed_libfpio "$f" || return 1
-    n=$((n + 1))
-  done < <(find "$out" -type f -perm -u+x)
-  [ "$n" -gt 0 ] || { echo "no built program links libfpio"; return 1; }
-  echo "$n adopter programs link the installed libfpio.so.0"
+  env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH FPIO_OVL_FPIO=installed FPIO_REQUIRE_MOUNT=1 \
+    FPIO_SOURCE_ROOT="$root" bash "$root/adopters/fuse-overlayfs/test.sh"
 }
-if [ -d "$root/adopters/fuse-overlayfs" ]; then
-  step adopter-fuse-overlayfs adopter_fuse_overlayfs
-else
-  echo "test-packages: adopter fuse-overlayfs: no adopters/fuse-overlayfs/ in this tree (not counted)"
-fi
+step adopter-fuse-overlayfs adopter_fuse_overlayfs
 # ---- end of HOOK
 
 # ---- 6. remove

@@ -1,9 +1,8 @@
 //! Open-reply flags and the io mode they select, as the kernel sees them.
 //!
-//! The io-mode helpers follow the review of the "preserve
-//! FOPEN_PARALLEL_DIRECT_WRITES for passthrough opens" series: the mode is the
-//! DIRECT_IO and PASSTHROUGH bits of the reply; DIRECT_IO wins over
-//! PASSTHROUGH for read/write (only mmap then uses the backing file).
+//! An open's io mode is the DIRECT_IO and PASSTHROUGH bits of its reply;
+//! DIRECT_IO wins over PASSTHROUGH for read/write (the kernel then uses the
+//! backing file only for mmap).
 
 use bitflags::bitflags;
 

@@ -20,6 +20,9 @@
 #
 # Environment (set by adopters/meson.build):
 #   FPIO_SOURCE_ROOT, FPIO_BUILD_ROOT   fpio's source tree and the build dir with libfpio.so
+#   FPIO_OVL_FPIO=installed   build the adopted variant against the fpio installed on the
+#                        system (`pkg-config fpio`, no paths, no LD_LIBRARY_PATH) instead
+#                        of FPIO_BUILD_ROOT (the Debian package test uses this)
 #   FPIO_FUSE_PCDIR      pkg-config dir of the libfuse fpio was built with
 #   FPIO_CACHE           build cache root (default /var/cache/fpio)
 #   FPIO_REQUIRE_MOUNT=1 "cannot mount here" is a failure instead of a skip (77)
@@ -48,13 +51,21 @@ if [ -n "$skip" ]; then
 fi
 
 SRC_ROOT=${FPIO_SOURCE_ROOT:-$(cd "$here/../.." && pwd)}
-BUILD_ROOT=${FPIO_BUILD_ROOT:?FPIO_BUILD_ROOT (the fpio build dir) is not set}
-PCDIR=${FPIO_FUSE_PCDIR:?FPIO_FUSE_PCDIR (pkg-config dir of fpio libfuse) is not set}
+INSTALLED=0
+[ "${FPIO_OVL_FPIO:-}" = installed ] && INSTALLED=1
+if [ "$INSTALLED" = 1 ]; then
+  BUILD_ROOT=
+  PCDIR=${FPIO_FUSE_PCDIR:-$(dirname "$(pkg-config --path fuse3)")}
+  pkg-config --exists fpio || fail "FPIO_OVL_FPIO=installed, but pkg-config finds no fpio"
+else
+  BUILD_ROOT=${FPIO_BUILD_ROOT:?FPIO_BUILD_ROOT (the fpio build dir) is not set}
+  PCDIR=${FPIO_FUSE_PCDIR:?FPIO_FUSE_PCDIR (pkg-config dir of fpio libfuse) is not set}
+fi
 CACHE=${FPIO_CACHE:-/var/cache/fpio}/adopters/$NAME
 read -r -a VARIANTS <<<"${FPIO_OVL_VARIANTS:-unadopted adopted}"
 MODES=(default threaded)
 PATCH=$here/fpio.patch
-[ -f "$BUILD_ROOT/libfpio.so" ] || fail "no libfpio.so in $BUILD_ROOT"
+[ "$INSTALLED" = 1 ] || [ -f "$BUILD_ROOT/libfpio.so" ] || fail "no libfpio.so in $BUILD_ROOT"
 [ -f "$PCDIR/fuse3.pc" ] || fail "no fuse3.pc in $PCDIR"
 
 # ---- Debian packages the builds and checks need ----
@@ -158,7 +169,11 @@ build() {
   key="src $(sha "$tarball") fuse $fuse_id"
   if [ "$v" = adopted ]; then
     # The header is part of the ABI the binary was compiled against.
-    key="$key patch $(sha "$PATCH") fpio.h $(sha "$SRC_ROOT/include/fpio.h")"
+    if [ "$INSTALLED" = 1 ]; then
+      key="$key patch $(sha "$PATCH") installed fpio.h $(sha "$(pkg-config --variable=includedir fpio)/fpio.h")"
+    else
+      key="$key patch $(sha "$PATCH") fpio.h $(sha "$SRC_ROOT/include/fpio.h")"
+    fi
   fi
   dir=$CACHE/$v-fuse$fuse_version-$(printf '%s' "$key" | sha256sum | cut -c1-16)
   if [ -x "$dir/$NAME" ] && [ "$(cat "$dir/key" 2>/dev/null)" = "$key" ]; then
@@ -175,7 +190,9 @@ build() {
     cd "$tmp"
     if [ "$v" = adopted ]; then patch -p1 --fuzz=0 <"$PATCH"; fi
     autoreconf -fis
-    if [ "$v" = adopted ]; then
+    if [ "$v" = adopted ] && [ "$INSTALLED" = 1 ]; then
+      ./configure CPPFLAGS="$(pkg-config --cflags fpio)" LIBS="$(pkg-config --libs fpio)"
+    elif [ "$v" = adopted ]; then
       ./configure CPPFLAGS="-I$SRC_ROOT/include" LDFLAGS="-L$BUILD_ROOT" LIBS="-lfpio"
     else
       ./configure
@@ -200,6 +217,11 @@ declare -A BIN
 for v in "${VARIANTS[@]}"; do
   BIN[$v]=$(build "$v")
 done
+if [ "$INSTALLED" = 1 ] && [ -n "${BIN[adopted]:-}" ]; then
+  lib=$(env -u LD_LIBRARY_PATH ldd "${BIN[adopted]}" | awk '$1 == "libfpio.so.0" { print $3 }')
+  case $lib in /usr/lib/*) log "adopted: loads the installed $lib" ;;
+  *) fail "adopted: loads libfpio.so.0 from '$lib', not the installed package" ;; esac
+fi
 
 # ---- the layers live in an ext4 image of our own ----
 truncate -s 2G "$T/ext4.img"
@@ -255,7 +277,11 @@ run() {
   [ "$mode" = threaded ] && opts=$opts,threaded=1
 
   log "$v/$mode: mount"
-  FPIO_LOG=1 LD_LIBRARY_PATH=$BUILD_ROOT:$fuse_libdir "${BIN[$v]}" -f -o "$opts" "$M" >"$slog" 2>&1 &
+  if [ "$INSTALLED" = 1 ]; then
+    FPIO_LOG=1 env -u LD_LIBRARY_PATH "${BIN[$v]}" -f -o "$opts" "$M" >"$slog" 2>&1 &
+  else
+    FPIO_LOG=1 LD_LIBRARY_PATH=$BUILD_ROOT:$fuse_libdir "${BIN[$v]}" -f -o "$opts" "$M" >"$slog" 2>&1 &
+  fi
   SERVER=$!
   servers+=("$SERVER")
   poll 10 "mount at $M" mounted "$M"
