@@ -198,9 +198,11 @@ sed -n 's/^status /test-packages:   example server passthrough status: /p' "$wor
 
 # ---- 5. the fuse-overlayfs adopter against the INSTALLED libfpio-dev: its patch
 # applied, built with the system's `pkg-config fpio` (no PKG_CONFIG_PATH, no
-# LD_LIBRARY_PATH, no rpath), and its side-by-side checks run on real mounts.
+# LD_LIBRARY_PATH, no rpath), and its side-by-side checks run on real mounts (the
+# default mode only: the meson suites check both modes against the build tree).
 adopter_fuse_overlayfs() {
-  env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH FPIO_OVL_FPIO=installed FPIO_REQUIRE_MOUNT=1 \
+  env -u PKG_CONFIG_PATH -u LD_LIBRARY_PATH FPIO_OVL_FPIO=installed FPIO_OVL_MODES=default \
+    FPIO_REQUIRE_MOUNT=1 \
     FPIO_SOURCE_ROOT="$root" bash "$root/adopters/fuse-overlayfs/test.sh"
 }
 step adopter-fuse-overlayfs adopter_fuse_overlayfs

@@ -20,6 +20,7 @@
 #
 # Environment (set by adopters/meson.build):
 #   FPIO_SOURCE_ROOT, FPIO_BUILD_ROOT   fpio's source tree and the build dir with libfpio.so
+#   FPIO_OVL_MODES       which server modes to check (default: "default threaded")
 #   FPIO_OVL_FPIO=installed   build the adopted variant against the fpio installed on the
 #                        system (`pkg-config fpio`, no paths, no LD_LIBRARY_PATH) instead
 #                        of FPIO_BUILD_ROOT (the Debian package test uses this)
@@ -63,7 +64,7 @@ else
 fi
 CACHE=${FPIO_CACHE:-/var/cache/fpio}/adopters/$NAME
 read -r -a VARIANTS <<<"${FPIO_OVL_VARIANTS:-unadopted adopted}"
-MODES=(default threaded)
+read -r -a MODES <<<"${FPIO_OVL_MODES:-default threaded}"
 PATCH=$here/fpio.patch
 [ "$INSTALLED" = 1 ] || [ -f "$BUILD_ROOT/libfpio.so" ] || fail "no libfpio.so in $BUILD_ROOT"
 [ -f "$PCDIR/fuse3.pc" ] || fail "no fuse3.pc in $PCDIR"
