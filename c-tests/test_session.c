@@ -248,24 +248,6 @@ static void free_fpio(void) {
 
 static uint64_t counter(uint32_t c) { return ts_counter(c); }
 
-/* fpio sees requests (and counts them) where libfuse lets it wrap the io:
- * before 3.18, whose default build refuses custom io. There the request
- * counters must say -ENODATA rather than a number. */
-#define FPIO_SEES_REQUESTS (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION < 18)
-
-/* A request counter: its value where fpio sees requests, else -1 after
- * checking that fpio says it does not know. */
-static int64_t req_counter(uint32_t c) {
-  uint64_t v = SENTINEL64;
-  int r = fpio_session_counter(ts.fs, c, &v);
-  if (!FPIO_SEES_REQUESTS) {
-    CHECK_EQ(r, -ENODATA);
-    CHECK_EQ(v, SENTINEL64);
-    return -1;
-  }
-  CHECK_EQ(r, 0);
-  return (int64_t)v;
-}
 
 /* RELEASE reaches the server asynchronously after close(). */
 static int wait_releases(int n) { return ts_wait_atomic(&g.releases, n, "releases"); }
@@ -428,8 +410,8 @@ static void test_open_passthrough_and_release(void) {
   CHECK_EQ(counter(FPIO_COUNTER_BACKING_OPENED), 1);
   CHECK_EQ(g.reads, 0); /* passthrough: I/O never reached this server */
   CHECK_EQ(g.writes, 0);
-  CHECK(req_counter(FPIO_COUNTER_REQ_READ) <= 0);
-  CHECK(req_counter(FPIO_COUNTER_REQ_WRITE) <= 0);
+  CHECK(ts_req_counter(FPIO_COUNTER_REQ_READ) <= 0);
+  CHECK(ts_req_counter(FPIO_COUNTER_REQ_WRITE) <= 0);
   CHECK_EQ(app(APP_CLOSE_ALL), 0);
   CHECK_EQ(wait_releases(1), 0);
   CHECK_EQ(g.release_ret, 0);
@@ -459,7 +441,7 @@ static void check_fallback(int plan, uint32_t session_flags, uint32_t reason) {
              FPIO_FOPEN_DIRECT_IO | FPIO_FOPEN_PARALLEL_DIRECT_WRITES);
     CHECK_EQ(counter(FPIO_COUNTER_OPENS_DIRECT), 1);
     CHECK(g.writes >= 1 && g.reads >= 1);
-    CHECK(req_counter(FPIO_COUNTER_REQ_WRITE) != 0); /* >= 1, or -1: not seen */
+    CHECK(ts_req_counter(FPIO_COUNTER_REQ_WRITE) != 0); /* >= 1, or -1: not seen */
   }
   CHECK_EQ(counter(reason), 1);
   CHECK_EQ(counter(FPIO_COUNTER_OPENS_PASSTHROUGH), 0);

@@ -576,24 +576,6 @@ static void stop_serving(void) {
 
 static uint64_t counter(uint32_t c) { return ts_counter(c); }
 
-/* fpio sees requests (and counts them) where libfuse lets it wrap the io:
- * before 3.18, whose default build refuses custom io. There the request
- * counters must say -ENODATA rather than a number. */
-#define FPIO_SEES_REQUESTS (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION < 18)
-
-/* A request counter: its value where fpio sees requests, else -1 after
- * checking that fpio says it does not know. */
-static int64_t req_counter(uint32_t c) {
-  uint64_t v = SENTINEL64;
-  int r = fpio_session_counter(ts.fs, c, &v);
-  if (!FPIO_SEES_REQUESTS) {
-    CHECK_EQ(r, -ENODATA);
-    CHECK_EQ(v, SENTINEL64);
-    return -1;
-  }
-  CHECK_EQ(r, 0);
-  return (int64_t)v;
-}
 
 static int wait_atomic(_Atomic int *v, int n, const char *what) {
   return ts_wait_atomic(v, n, what);
@@ -649,8 +631,8 @@ static void check_native_ids_balanced(void) {
 static void check_no_server_io(void) {
   CHECK_EQ(g.reads, 0);
   CHECK_EQ(g.writes, 0);
-  CHECK(req_counter(FPIO_COUNTER_REQ_READ) <= 0);
-  CHECK(req_counter(FPIO_COUNTER_REQ_WRITE) <= 0);
+  CHECK(ts_req_counter(FPIO_COUNTER_REQ_READ) <= 0);
+  CHECK(ts_req_counter(FPIO_COUNTER_REQ_WRITE) <= 0);
 }
 
 static void check_handler_record(void) {
