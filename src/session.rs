@@ -859,6 +859,18 @@ pub(crate) fn by_channel(fd: RawFd, userdata: usize, request: Option<&[u8]>) -> 
             let is_init = request
                 .and_then(InHeader::parse)
                 .is_some_and(|h| h.opcode == opcode::INIT);
+            // One session still waiting for its INIT: it is this one.
+            let mut waiting = table.iter().filter(|s| s.offer().is_none());
+            if let (true, Some(only), None) = (is_init, waiting.next(), waiting.next()) {
+                only.channels.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+                if !only.userdata_bound.swap(true, Ordering::AcqRel) {
+                    only.userdata.store(userdata, Ordering::Release);
+                }
+                let only = only.clone();
+                drop(table);
+                LAST_CHANNEL.with(|l| *l.borrow_mut() = Some((fd, userdata, gen, only.clone())));
+                return Some(only);
+            }
             if is_init {
                 let h = InHeader::parse(request.unwrap_or_default());
                 UNCLAIMED_INIT.with(|c| {
