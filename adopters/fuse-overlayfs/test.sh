@@ -220,6 +220,7 @@ for v in "${VARIANTS[@]}"; do
 done
 if [ "$INSTALLED" = 1 ] && [ -n "${BIN[adopted]:-}" ]; then
   lib=$(env -u LD_LIBRARY_PATH ldd "${BIN[adopted]}" | awk '$1 == "libfpio.so.0" { print $3 }')
+  lib=$(realpath -e "$lib" 2>/dev/null) || fail "adopted: does not load libfpio.so.0"
   case $lib in /usr/lib/*) log "adopted: loads the installed $lib" ;;
   *) fail "adopted: loads libfpio.so.0 from '$lib', not the installed package" ;; esac
 fi
