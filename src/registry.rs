@@ -506,6 +506,7 @@ mod tests {
         }
         // Reopen through /proc to get the wanted access mode on the same file.
         let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).unwrap();
+        // SAFETY: path is a NUL-terminated string.
         let fd2 = unsafe { libc::open(path.as_ptr(), access | libc::O_CLOEXEC) };
         assert!(fd2 >= 0);
         sys::close(fd);
@@ -624,7 +625,9 @@ mod tests {
     fn pipes_and_devices_are_never_registered() {
         let (dev, reg, c) = setup();
         let mut p = [0; 2];
+        // SAFETY: pipe writes two fds into p; the path is a C string literal.
         assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+        // SAFETY: as above.
         let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         for (ino, fd, acc) in [
             (20, p[0], libc::O_RDONLY),
@@ -692,6 +695,7 @@ mod tests {
     #[test]
     fn fallbacks_have_reasons() {
         let (dev, reg, c) = setup();
+        // SAFETY: the path is a C string literal.
         let dir = unsafe {
             libc::open(
                 c"/".as_ptr(),

@@ -72,6 +72,7 @@ pub fn fstat(fd: RawFd) -> Result<FileId, i32> {
     if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
         return Err(errno());
     }
+    // SAFETY: fstat succeeded, so it initialised the whole struct.
     let st = unsafe { st.assume_init() };
     Ok(FileId {
         dev: st.st_dev,
