@@ -17,7 +17,9 @@ use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
 use crate::counters::Counter;
-use crate::glue::{self, fuse_conn_info, fuse_entry_param, fuse_file_info, fuse_req, fuse_req_t, fuse_session};
+use crate::glue::{
+    self, fuse_conn_info, fuse_entry_param, fuse_file_info, fuse_req, fuse_req_t, fuse_session,
+};
 use crate::iomode::{self, KernelRule};
 use crate::negotiate::Status;
 use crate::session::{self, NewError, Session, SessionFlags, Transport};
@@ -524,11 +526,7 @@ fn finish_reply(r: Result<u32, i32>, open_flags_out: *mut u32) -> c_int {
 ///
 /// Thread safety: any thread, concurrently with other opens and releases.
 #[no_mangle]
-pub extern "C" fn fpio_release(
-    session: *mut fpio_session,
-    ino: u64,
-    fi: *const fuse_file_info,
-) -> c_int {
+pub extern "C" fn fpio_release(session: *mut fpio_session, ino: u64, fi: *const fuse_file_info) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; fi);
         if session.is_null() {
@@ -547,11 +545,7 @@ pub extern "C" fn fpio_release(
 /// The inode's current backing id. Returns 0; -ENOENT if it has none;
 /// -EINVAL for bad arguments.
 #[no_mangle]
-pub extern "C" fn fpio_backing_id(
-    session: *const fpio_session,
-    ino: u64,
-    backing_id_out: *mut i32,
-) -> c_int {
+pub extern "C" fn fpio_backing_id(session: *const fpio_session, ino: u64, backing_id_out: *mut i32) -> c_int {
     ffi_panic_boundary! { -libc::EIO;
         check_not_null!(-libc::EINVAL; backing_id_out);
         let Some(s) = self::session(session) else { return -libc::EINVAL };

@@ -111,9 +111,9 @@ impl Counters {
     }
 
     pub fn get(&self, c: Counter) -> u64 {
-        self.stripes
-            .iter()
-            .fold(0u64, |sum, s| sum.wrapping_add(s.0[c as usize].load(Ordering::Relaxed)))
+        self.stripes.iter().fold(0u64, |sum, s| {
+            sum.wrapping_add(s.0[c as usize].load(Ordering::Relaxed))
+        })
     }
 
     /// `name value` lines, one per counter.

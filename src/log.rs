@@ -30,7 +30,10 @@ pub fn transport(how: &str) {
 }
 
 pub fn status(s: Status) {
-    line(format_args!("passthrough: {}", s.describe().trim_end_matches('\0')));
+    line(format_args!(
+        "passthrough: {}",
+        s.describe().trim_end_matches('\0')
+    ));
 }
 
 pub fn fallback(reason: Counter, errno: i32) {
@@ -51,5 +54,7 @@ pub fn freed(how: &str, counters: &str) {
 }
 
 pub fn unknown_handle() {
-    line(format_args!("a reply got a freed or unknown session handle; answered as plain libfuse"));
+    line(format_args!(
+        "a reply got a freed or unknown session handle; answered as plain libfuse"
+    ));
 }

@@ -181,7 +181,9 @@ enum Offered {
 }
 
 fn look_at(source: Source) -> Offered {
-    let Source::Fd(fd) = source else { return Offered::None };
+    let Source::Fd(fd) = source else {
+        return Offered::None;
+    };
     let file = match sys::fstat(fd) {
         Ok(f) if f.is_regular() => f,
         Ok(f) if f.mode & libc::S_IFMT == libc::S_IFDIR => {
@@ -229,7 +231,9 @@ impl Registry {
     fn shard(&self, ino: u64) -> std::sync::MutexGuard<'_, HashMap<u64, InodeState>> {
         // A panic while holding a shard cannot leave it half-updated in a way
         // that matters more than refusing service, so recover the guard.
-        self.shards[shard_of(ino)].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[shard_of(ino)]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Decides the io mode of one open and records it. `Busy` and `Stale`
@@ -244,7 +248,9 @@ impl Registry {
                 step => step,
             }
         };
-        let Step::Register(fd, file, access) = step else { unreachable!() };
+        let Step::Register(fd, file, access) = step else {
+            unreachable!()
+        };
         let registered = self.device.open(fd);
         let mut map = self.shard(req.ino);
         let state = map.entry(req.ino).or_default();
@@ -418,7 +424,9 @@ fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
     if !covers(access_bits(access), access_bits(req.access)) {
         return fallback(Counter::FallbackAccess, libc::EACCES);
     }
-    let Source::Fd(fd) = req.source else { unreachable!("offered implies an fd") };
+    let Source::Fd(fd) = req.source else {
+        unreachable!("offered implies an fd")
+    };
     Step::Register(fd, file, access)
 }
 
@@ -553,7 +561,10 @@ mod tests {
         ));
         // Readers too: their fd is another file than the one the inode uses.
         for access in [libc::O_RDWR, libc::O_RDONLY] {
-            assert_eq!(reg.acquire(&req(1, 2, access, Source::Fd(b)), &c), (Grant::Stale, None));
+            assert_eq!(
+                reg.acquire(&req(1, 2, access, Source::Fd(b)), &c),
+                (Grant::Stale, None)
+            );
         }
         assert_eq!(c.get(Counter::StaleRefused), 2);
         assert_eq!(reg.release(1, 2, &c), Err(libc::ENOENT));
@@ -670,9 +681,15 @@ mod tests {
             panic!("read-only open should pass through");
         };
         // A writer that declines cannot reach a file opened only for reading,
-        assert_eq!(reg.acquire(&req(4, 3, libc::O_WRONLY, Source::Declined), &c).0, Grant::Busy);
+        assert_eq!(
+            reg.acquire(&req(4, 3, libc::O_WRONLY, Source::Declined), &c).0,
+            Grant::Busy
+        );
         // nor one whose own fd lacks write access,
-        assert_eq!(reg.acquire(&req(4, 4, libc::O_RDWR, Source::Fd(ro)), &c).0, Grant::Busy);
+        assert_eq!(
+            reg.acquire(&req(4, 4, libc::O_RDWR, Source::Fd(ro)), &c).0,
+            Grant::Busy
+        );
         // but its own fd of the same file for writing shares the id,
         assert_eq!(
             reg.acquire(&req(4, 5, libc::O_WRONLY, Source::Fd(wo)), &c).0,

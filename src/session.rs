@@ -129,12 +129,16 @@ static INIT_PENDING: AtomicUsize = AtomicUsize::new(0);
 static SESSIONS: Lazy<RwLock<Vec<Arc<Session>>>> = Lazy::new(|| RwLock::new(Vec::new()));
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// A handle's session, under the table generation it was found in.
+type HandleMatch = (usize, u64, Arc<Session>);
+/// A channel's (fd, userdata) session, under the table generation it was found in.
+type ChannelMatch = (RawFd, usize, u64, Arc<Session>);
+
 thread_local! {
-    /// The last handle -> session match of this thread, with the table
-    /// generation it was made under.
-    static LAST_HANDLE: RefCell<Option<(usize, u64, Arc<Session>)>> = const { RefCell::new(None) };
+    /// The last handle -> session match of this thread.
+    static LAST_HANDLE: RefCell<Option<HandleMatch>> = const { RefCell::new(None) };
     /// The last (fd, userdata) -> session match of this thread.
-    static LAST_CHANNEL: RefCell<Option<(RawFd, usize, u64, Arc<Session>)>> = const { RefCell::new(None) };
+    static LAST_CHANNEL: RefCell<Option<ChannelMatch>> = const { RefCell::new(None) };
     /// Whether the request this thread read last carried a kill-suid/sgid marker.
     static KILL_SUIDGID: Cell<bool> = const { Cell::new(false) };
     /// An INIT read on a channel no session knows yet (libfuse 3.14 reads it
@@ -222,7 +226,14 @@ impl Session {
                 return Err(NewError::Io(-rc));
             }
         };
-        let session = Arc::new(Session::new(se as usize, main_fd, dev_fd, flags, native_api, wire));
+        let session = Arc::new(Session::new(
+            se as usize,
+            main_fd,
+            dev_fd,
+            flags,
+            native_api,
+            wire,
+        ));
         table.push(session.clone());
         table_changed();
         drop(table);
@@ -231,7 +242,14 @@ impl Session {
         Ok(session)
     }
 
-    fn new(se: usize, main_fd: RawFd, dev_fd: RawFd, flags: SessionFlags, native_api: bool, wire: bool) -> Session {
+    fn new(
+        se: usize,
+        main_fd: RawFd,
+        dev_fd: RawFd,
+        flags: SessionFlags,
+        native_api: bool,
+        wire: bool,
+    ) -> Session {
         let faults = Faults::from_env();
         Session {
             se,
@@ -472,7 +490,8 @@ impl Session {
             // KILLPRIV_V2 unless fpio can tell the server about every kill.
             change.drop_killpriv = 1;
             change.drop_killpriv_v2 = u32::from(!self.killpriv_v2_safe());
-            self.drop_writeback.store(info.want_writeback != 0, Ordering::Relaxed);
+            self.drop_writeback
+                .store(info.want_writeback != 0, Ordering::Relaxed);
             if self.native_api {
                 change.want_passthrough = 1;
                 change.stack_depth = self.stack_depth();
@@ -498,7 +517,9 @@ impl Session {
     /// to any session (a clone_fd clone): init() runs on the same thread, so
     /// the INIT this thread read is this session's.
     fn claim_init(&self) {
-        let Some(u) = UNCLAIMED_INIT.with(|c| c.borrow_mut().take()) else { return };
+        let Some(u) = UNCLAIMED_INIT.with(|c| c.borrow_mut().take()) else {
+            return;
+        };
         if self.offer().is_some() {
             return;
         }
@@ -696,7 +717,12 @@ impl Session {
         };
         if self
             .transport
-            .compare_exchange(Transport::Unknown as u32, t as u32, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                Transport::Unknown as u32,
+                t as u32,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
         {
             log::transport(&self.describe());
@@ -721,7 +747,11 @@ impl Session {
         self.note_transport(req);
         let (grant, ticket) = self.grant(ino, backing_fd, fi);
         let Some(ticket) = ticket else {
-            let e = if grant == Grant::Stale { libc::ESTALE } else { libc::EBUSY };
+            let e = if grant == Grant::Stale {
+                libc::ESTALE
+            } else {
+                libc::EBUSY
+            };
             answered.set(true);
             // SAFETY: req is unanswered (this function's contract).
             unsafe { glue::reply_err(req, e) };
@@ -805,7 +835,11 @@ fn bind_channel(s: &Session, fd: RawFd) {
     let table = SESSIONS.read().unwrap_or_else(|p| p.into_inner());
     for other in table.iter() {
         if !std::ptr::eq(Arc::as_ptr(other), s) {
-            other.channels.lock().unwrap_or_else(|p| p.into_inner()).retain(|&c| c != fd);
+            other
+                .channels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|&c| c != fd);
         }
     }
     let mut mine = s.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -823,7 +857,12 @@ pub(crate) fn channel_cloned(master: RawFd, clone: RawFd) {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .find(|s| s.channels.lock().unwrap_or_else(|p| p.into_inner()).contains(&master))
+        .find(|s| {
+            s.channels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&master)
+        })
         .cloned();
     if let Some(s) = owner {
         bind_channel(&s, clone);

@@ -183,7 +183,8 @@ fn scale(fd: RawFd) -> Vec<(&'static str, f64)> {
         out.push((name, samples[2]));
         for t in 0..threads {
             for i in 0..1000 {
-                reg.release(pointer_ino(100_000 * (t + 1) + i), u64::MAX, &c).unwrap();
+                reg.release(pointer_ino(100_000 * (t + 1) + i), u64::MAX, &c)
+                    .unwrap();
             }
         }
     }

@@ -125,7 +125,11 @@ extern "C" {
     fn fpioglue_conn_apply(conn: *mut fuse_conn_info, change: *const ConnChange);
     fn fpioglue_req_is_uring(req: fuse_req_t) -> c_int;
     fn fpioglue_reply_open_plain(req: fuse_req_t, fi: *const fuse_file_info) -> c_int;
-    fn fpioglue_reply_create_plain(req: fuse_req_t, e: *const fuse_entry_param, fi: *const fuse_file_info) -> c_int;
+    fn fpioglue_reply_create_plain(
+        req: fuse_req_t,
+        e: *const fuse_entry_param,
+        fi: *const fuse_file_info,
+    ) -> c_int;
     fn fpioglue_read_fi(fi: *const fuse_file_info, out: *mut GlueFi);
     fn fpioglue_read_entry(e: *const fuse_entry_param, out: *mut GlueEntry);
     fn fpioglue_reply_buf(req: fuse_req_t, buf: *const c_void, len: usize) -> c_int;
@@ -192,7 +196,11 @@ pub unsafe fn reply_open_plain(req: fuse_req_t, fi: *const fuse_file_info) -> c_
 /// fuse_reply_create(req, e, fi), unchanged.
 /// # Safety
 /// `req` must be unanswered; `e` and `fi` valid.
-pub unsafe fn reply_create_plain(req: fuse_req_t, e: *const fuse_entry_param, fi: *const fuse_file_info) -> c_int {
+pub unsafe fn reply_create_plain(
+    req: fuse_req_t,
+    e: *const fuse_entry_param,
+    fi: *const fuse_file_info,
+) -> c_int {
     // SAFETY: per this function's contract.
     unsafe { fpioglue_reply_create_plain(req, e, fi) }
 }
