@@ -47,7 +47,7 @@ class ConfigFailed(Exception):
 # ---------------------------------------------------------------- settings
 
 def make_settings(quick):
-    # Full-run defaults fit < 15 min on the 2-core dev box; --quick is a smoke test.
+    # Full-run defaults take ~15 min on the 2-core dev box with all 10 configurations; --quick is a smoke test.
     d = dict(rounds=3, seq_mb=1024, dd_mb=128, rand_mb=256, runtime=4.0,
              meta_seconds=2.0, nfiles=1000, rss_opens=100000, tmpfs_mb=4096)
     if quick:
@@ -808,7 +808,7 @@ def run_micro():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke-test sizes (< 2 min)")
+    ap.add_argument("--quick", action="store_true", help="smoke-test sizes (~4 min with all configurations)")
     ap.add_argument("--fpio", default=os.environ.get(
         "FPIO_PASSTHROUGH", os.path.join(os.environ.get("FPIO_BUILDDIR", os.path.join(REPO, "build")),
                                          "examples", "fpio-passthrough")))
