@@ -137,7 +137,7 @@ fpio_cleanup() {
     fi
   fi
   # --one-file-system: never descend into a mount that survived the above.
-  rm -rf --one-file-system "$FPIO_TMP"
+  rm -rf --one-file-system "$FPIO_TMP" "${fpio_ext4_dirs[@]}"
   exit "$rc"
 }
 trap fpio_cleanup EXIT
@@ -160,10 +160,22 @@ fpio_tmpfs_umount() { umount "$1" || fail "umount $1"; }
 # behaviour) whatever the host's /tmp or /var/tmp are. Unmounted by
 # fpio_ext4_umount, or by the trap (lazily; the loop device goes with it); the
 # image is removed with FPIO_TMP.
+#   FPIO_EXT4_BASE (optional): an ext4 directory to use instead (a fresh subdirectory,
+#   bind-mounted at DIR), where images cannot be loop-mounted (the kernel tier's VM).
 fpio_nimg=0
+fpio_ext4_dirs=()
 fpio_ext4() {
   local dir=$1 mib=${2:-512} img
   fpio_nimg=$((fpio_nimg + 1))
+  if [ -n "${FPIO_EXT4_BASE:-}" ]; then
+    [ "$(stat -f -c %T "$FPIO_EXT4_BASE")" = ext2/ext3 ] || fail "FPIO_EXT4_BASE is not ext4"
+    img=$(mktemp -d "$FPIO_EXT4_BASE/fpio-ext4.XXXXXX") || fail "mktemp in $FPIO_EXT4_BASE"
+    fpio_ext4_dirs+=("$img")
+    mkdir -p "$dir"
+    mount --bind "$img" "$dir" || fail "bind-mounting $img at $dir"
+    chmod 755 "$dir"
+    return 0
+  fi
   img=$FPIO_TMP/ext4.$fpio_nimg.img
   command -v mkfs.ext4 >/dev/null || fail "mkfs.ext4 is not installed (e2fsprogs)"
   mkdir -p "$dir"
