@@ -120,9 +120,18 @@ not-root)
   exec {devfd}<>/dev/fuse
   mount -i -t fuse -o "fd=$devfd,rootmode=40000,user_id=65534,group_id=65534,allow_other" \
     fpio-test "$mnt" || fail "mount with a /dev/fuse fd"
+  # The server runs from a copy that nobody can read: the build tree may sit
+  # under a directory only root can enter (a clone in /root, for example).
+  srvdir=$FPIO_TMP/server
+  mkdir -m 755 "$srvdir"
+  cp "$FPIO_SERVER" "$srvdir/server"
+  lib=$(ldd "$FPIO_SERVER" | awk '$1 == "libfpio.so.0" { print $3 }')
+  [ -f "$lib" ] || fail "ldd finds no libfpio.so.0 for $FPIO_SERVER"
+  cp -L "$lib" "$srvdir/libfpio.so.0"
   FPIO_LOG=$FPIO_TMP/server.log FPIO_COUNTERS=$FPIO_TMP/counters FPIO_SNAP=$FPIO_TMP/snap
   fpio_logs+=("$FPIO_LOG")
-  setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$FPIO_SERVER" -f \
+  setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+    env LD_LIBRARY_PATH="$srvdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$srvdir/server" -f \
     --counters-file="$FPIO_COUNTERS" --writeback --mode=cached "${fpio_server_opts[@]}" \
     "$src" "/dev/fd/$devfd" \
     >"$FPIO_LOG" 2>&1 &
