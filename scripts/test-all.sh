@@ -125,14 +125,22 @@ run_mount_io_uring() { # name, build dir (set up by run_suite)
   phase_done "$name, io_uring" "$t0" "$rc" "$counts"
 }
 
+# A libfuse that cannot be built fails its phase; the other phases still run.
+run_libfuse_suite() { # version, build dir
+  local version=$1 dir=$2 t0=$SECONDS pcdir
+  if ! pcdir=$("$root/scripts/libfuse-build.sh" "$version" | tail -1); then
+    rm -rf "$dir"
+    total_fail=$((total_fail + 1)); phase_done "libfuse $version" "$t0" 1 "libfuse build failed"; return
+  fi
+  run_suite "libfuse $version" "$dir" "$pcdir"
+}
+
 run_suite "libfuse $(pkg-config --modversion fuse3) (system)" build-test-system
 if [ "$want_317" = 1 ]; then
-  pcdir=$("$root/scripts/libfuse-build.sh" 3.17.2 | tail -1)
-  run_suite "libfuse 3.17.2" build-test-317 "$pcdir"
+  run_libfuse_suite 3.17.2 build-test-317
 fi
 if [ "$want_318" = 1 ]; then
-  pcdir=$("$root/scripts/libfuse-build.sh" 3.18.3 | tail -1)
-  run_suite "libfuse 3.18.3" build-test-318 "$pcdir"
+  run_libfuse_suite 3.18.3 build-test-318
   run_mount_io_uring "libfuse 3.18.3" build-test-318
 fi
 if [ "$want_san" = 1 ]; then
