@@ -184,7 +184,20 @@ static void stop(struct fs *f) {
   f->se = NULL;
 }
 
-/* n opens of mount f's file, each writing then reading 4 KiB. */
+static uint64_t counter(struct fs *f, uint32_t c) {
+  uint64_t v = 0;
+  CHECK_EQ(fpio_session_counter(f->fp, c, &v), 0);
+  return v;
+}
+
+/* Releases reach the server after close() returns. */
+static void wait_ids_closed(struct fs *f) {
+  for (int i = 0; i < 400 && counter(f, FPIO_COUNTER_BACKING_IDS_LIVE) != 0; i++) usleep(10000);
+}
+
+/* n opens of mount f's file, each writing then reading 4 KiB. Each open's
+ * RELEASE is waited for, so that every open of the passthrough file registers
+ * its own backing id instead of sharing the previous one's. */
 static int io(struct fs *f, const char *name, int n) {
   char path[128], buf[4096];
   snprintf(path, sizeof path, "%s/%s", f->mnt, name);
@@ -197,19 +210,9 @@ static int io(struct fs *f, const char *name, int n) {
       return -EIO;
     }
     close(fd);
+    wait_ids_closed(f);
   }
   return 0;
-}
-
-static uint64_t counter(struct fs *f, uint32_t c) {
-  uint64_t v = 0;
-  CHECK_EQ(fpio_session_counter(f->fp, c, &v), 0);
-  return v;
-}
-
-/* Releases reach the server after close() returns. */
-static void wait_ids_closed(struct fs *f) {
-  for (int i = 0; i < 400 && counter(f, FPIO_COUNTER_BACKING_IDS_LIVE) != 0; i++) usleep(10000);
 }
 
 static void test_each_session_sees_its_own(void) {

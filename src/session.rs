@@ -758,6 +758,15 @@ impl Session {
             return Err(e);
         };
         let (flags, id) = reply::open_flags(grant, fi);
+        // Counted before the reply leaves, so that once the application's
+        // open() has returned the counters include it; undone if the reply fails.
+        let opened = match grant {
+            Grant::Passthrough(_) => Counter::OpensPassthrough,
+            Grant::SharedDirect(_) => Counter::OpensSharedDirect,
+            Grant::Fallback(FallbackKind::Direct, ..) => Counter::OpensDirect,
+            _ => Counter::OpensCached,
+        };
+        self.counters.inc(opened);
         answered.set(true);
         let rc = if let Err(e) = self.faults.reply() {
             // Test-only: behave as if the kernel had dropped an interrupted open.
@@ -772,16 +781,11 @@ impl Session {
             unsafe { glue::reply_buf(req, &reply::open_reply(fi.fh, flags, id)) }
         };
         if rc < 0 {
+            self.counters.dec(opened);
             self.registry.undo(ticket, &self.counters);
             self.counters.inc(Counter::ReplyFailed);
             return Err(-rc);
         }
-        self.counters.inc(match grant {
-            Grant::Passthrough(_) => Counter::OpensPassthrough,
-            Grant::SharedDirect(_) => Counter::OpensSharedDirect,
-            Grant::Fallback(FallbackKind::Direct, ..) => Counter::OpensDirect,
-            _ => Counter::OpensCached,
-        });
         Ok(flags)
     }
 
