@@ -53,6 +53,36 @@ static void *writer(void *arg)
 	return (void *)n;
 }
 
+static void race(int secs, int do_stat)
+{
+	pthread_t t[4];
+	unsigned long stats = 0, writes = 0;
+	time_t end = time(NULL) + secs;
+	struct stat st;
+	long i;
+
+	stop = 0;
+	for (i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, writer, (void *)i);
+	while (time(NULL) < end) {
+		if (do_stat) {
+			stat(ptfile, &st);
+			stats++;
+		} else {
+			usleep(10000);
+		}
+	}
+	stop = 1;
+	for (i = 0; i < 4; i++) {
+		void *r;
+
+		pthread_join(t[i], &r);
+		writes += (unsigned long)r;
+	}
+	CHECK(writes > 0, "4 O_DIRECT overwriters for %d s%s: %lu writes, %lu stats",
+	      secs, do_stat ? " racing stat()" : "", writes, stats);
+}
+
 int main(int argc, char **argv)
 {
 	/* argv: backing file, passthrough file (same file through ptfs) */
@@ -98,30 +128,16 @@ int main(int argc, char **argv)
 		close(fd);
 	}
 
-	/* stat() racing O_DIRECT writers: S_NOSEC toggles under the shared lock */
-	{
-		pthread_t t[4];
-		unsigned long stats = 0, writes = 0;
-		time_t end = time(NULL) + 8;
-		long i;
-
-		fill(bk, 4 << 20, 'z');
-		for (i = 0; i < 4; i++)
-			pthread_create(&t[i], NULL, writer, (void *)i);
-		while (time(NULL) < end) {
-			stat(ptfile, &st);
-			stats++;
-		}
-		stop = 1;
-		for (i = 0; i < 4; i++) {
-			void *r;
-			pthread_join(t[i], &r);
-			writes += (unsigned long)r;
-		}
-		CHECK(writes > 0, "stat racing 4 O_DIRECT writers: %lu writes, %lu stats", writes, stats);
-		stat(bk, &st);
-		CHECK(st.st_size == 4 << 20, "size unchanged after overwrites (%lld)", (long long)st.st_size);
-	}
+	/*
+	 * Four O_DIRECT overwriters, first alone (after the first write the
+	 * inode is S_NOSEC and the writes take the shared lock), then racing
+	 * stat() in a loop (S_NOSEC cleared and set again all the time).
+	 */
+	fill(bk, 4 << 20, 'z');
+	race(3, 0);
+	race(8, 1);
+	stat(bk, &st);
+	CHECK(st.st_size == 4 << 20, "size unchanged after overwrites (%lld)", (long long)st.st_size);
 
 	return fails ? 1 : 0;
 }
