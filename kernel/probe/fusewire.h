@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Minimal raw /dev/fuse plumbing shared by the probe servers (no libfuse).
- * <linux/fuse.h> must be the 6.12 uapi header (probe/build.sh copies it from the
+ * <linux/fuse.h> must be the 7.3 uapi header (probe/build.sh copies it from the
  * kernel source), for FUSE_PASSTHROUGH, max_stack_depth and backing_id.
  */
 #ifndef FPIO_PROBE_FUSEWIRE_H

@@ -8,8 +8,9 @@
  *   data  regular file of SIZE_MIB MiB (zeros), opened FOPEN_DIRECT_IO |
  *         FOPEN_PARALLEL_DIRECT_WRITES so that this mount itself lets
  *         overwrites reach us in parallel;
- *   ctl   control file: write "reset", "hold MS" or "nohold"; read it for
- *         "max_inflight=N writes=N hold_timeouts=N hold_ms=N\n".
+ *   ctl   control file: write "reset", "hold MS", "nohold" or "release" (lets the
+ *         WRITEs held right now go on at once); read it for
+ *         "max_inflight=N writes=N hold_timeouts=N hold_ms=N inflight=N\n".
  *
  * Every WRITE of data counts as in flight from its arrival until just before its
  * reply is sent. With "hold MS" armed, each WRITE waits until two WRITEs have been
@@ -33,7 +34,7 @@ static uint64_t data_size;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
 static int inflight, max_inflight, hold_timeouts;
-static unsigned long long writes;
+static unsigned long long writes, release_gen;
 static long hold_ms;
 
 enum { INO_DATA = 2, INO_CTL = 3 };
@@ -95,6 +96,7 @@ static void *data_write(void *arg)
 	}
 	if (hold_ms > 0) {
 		struct timespec dl;
+		unsigned long long gen = release_gen;
 
 		clock_gettime(CLOCK_MONOTONIC, &dl);
 		dl.tv_sec += hold_ms / 1000;
@@ -103,9 +105,9 @@ static void *data_write(void *arg)
 			dl.tv_sec++;
 			dl.tv_nsec -= 1000000000L;
 		}
-		while (max_inflight < 2) {
+		while (max_inflight < 2 && gen == release_gen) {
 			if (pthread_cond_timedwait(&cv, &mu, &dl) == ETIMEDOUT) {
-				if (max_inflight < 2)
+				if (max_inflight < 2 && gen == release_gen)
 					hold_timeouts++;
 				break;
 			}
@@ -151,6 +153,8 @@ static void ctl_command(const char *cmd, size_t len)
 		hold_ms = strtol(buf + 5, NULL, 10);
 	} else if (!strncmp(buf, "nohold", 6)) {
 		hold_ms = 0;
+	} else if (!strncmp(buf, "release", 7)) {
+		release_gen++;
 	}
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
@@ -244,8 +248,8 @@ static void handle(struct fuse_in_header *ih, void *arg, size_t arglen)
 
 			pthread_mutex_lock(&mu);
 			n = snprintf(buf, sizeof(buf),
-				     "max_inflight=%d writes=%llu hold_timeouts=%d hold_ms=%ld\n",
-				     max_inflight, writes, hold_timeouts, hold_ms);
+				     "max_inflight=%d writes=%llu hold_timeouts=%d hold_ms=%ld inflight=%d\n",
+				     max_inflight, writes, hold_timeouts, hold_ms, inflight);
 			pthread_mutex_unlock(&mu);
 			if (in->offset >= (uint64_t)n)
 				n = 0;
