@@ -7,6 +7,8 @@
 #     stock            the pristine source
 #     patched          + kernel/patches/*.patch
 #     broken-NAME      + kernel/patches/*.patch + kernel/patches/broken/NAME.patch
+#     FLAVOR+nodebug   the same sources, config-fragment without its debug section
+#                      (for the benchmark; its own O= directory)
 #
 # All flavors share ONE work tree (a hard-link copy of the pristine source) and ONE O=
 # directory: switching flavor replaces only the files the patches touch (fresh copies, so
@@ -25,9 +27,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${FPIO_KERNEL_CACHE:-/var/cache/fpio/kernel}
 JOBS=${FPIO_KERNEL_JOBS:-$(nproc)}
-FRAG="$HERE/config-fragment"
 WORK="$CACHE/build/src"
-OUTD="$CACHE/build/out"
+FRAG= OUTD= # per flavor: set_config
 [[ $# -gt 0 ]] || set -- stock patched
 mkdir -p "$CACHE/build" "$CACHE/images"
 
@@ -36,8 +37,25 @@ log() { echo "build-kernels: $*" >&2; }
 SRC=$("$HERE/fetch-source.sh")
 VER=$(cat "$SRC/.fpio-debian-version")
 
+# The fragment and O= directory of a flavor (debug or not).
+set_config() { # flavor
+	if [[ $1 == *+nodebug ]]; then
+		FRAG="$CACHE/build/config-fragment.nodebug"
+		sed '/^# >>> debug/,/^# <<< debug/d' "$HERE/config-fragment" >"$FRAG"
+		OUTD="$CACHE/build/out-nodebug"
+	else
+		FRAG="$HERE/config-fragment"
+		OUTD="$CACHE/build/out"
+	fi
+}
+
+# The options of a fragment, without comments: rewording a comment rebuilds nothing.
+frag_options() {
+	grep -E '^CONFIG_|^# CONFIG_[A-Z0-9_]+ is not set' "$1"
+}
+
 patches_of() { # flavor -> patch files, in order
-	case $1 in
+	case ${1%+nodebug} in
 		stock) ;;
 		patched) ls -1 "$HERE"/patches/*.patch ;;
 		broken-*)
@@ -58,9 +76,10 @@ patch_code() {
 
 key_of() { # flavor
 	local p
+	set_config "$1"
 	{
 		echo "fpio-kernel-key-v2 $VER"
-		sha256sum <"$FRAG"
+		frag_options "$FRAG" | sha256sum
 		# only the diffs count: rewording a commit message rebuilds nothing
 		for p in $(patches_of "$1"); do
 			echo "$(basename "$p") $(patch_code "$p" | sha256sum)"
@@ -120,7 +139,7 @@ ensure_work_tree() {
 		return
 	fi
 	log "work tree: hard-link copy of $SRC"
-	rm -rf "$WORK" "$OUTD"
+	rm -rf "$WORK" "$CACHE/build/out" "$CACHE/build/out-nodebug"
 	cp -al "$SRC" "$WORK.tmp"
 	mv "$WORK.tmp" "$WORK"
 	: >"$WORK/.fpio-touched"
@@ -156,7 +175,7 @@ set_tree_state() { # flavor
 
 configure() {
 	local ckey
-	ckey=$( (echo "$VER"; cat "$FRAG") | sha256sum | cut -c1-16)
+	ckey=$( (echo "$VER"; frag_options "$FRAG") | sha256sum | cut -c1-16)
 	[[ -f $OUTD/.fpio-config-key && $(cat "$OUTD/.fpio-config-key") == "$ckey" && -f $OUTD/.config ]] && return
 	mkdir -p "$OUTD"
 	rm -f "$OUTD/.fpio-config-key"
@@ -199,6 +218,7 @@ build_one() { # flavor
 		return
 	fi
 	start=$(date +%s)
+	set_config "$flavor"
 	ensure_work_tree
 	set_tree_state "$flavor"
 	configure

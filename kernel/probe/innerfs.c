@@ -2,7 +2,11 @@
 /*
  * innerfs: the inner FUSE file system of the parallel-write probe.
  *
- *   innerfs MOUNTPOINT SIZE_MIB
+ *   innerfs MOUNTPOINT SIZE_MIB [BLOCK_DEVICE]
+ *
+ * With BLOCK_DEVICE (any unused one; nothing is read or written on it) the mount is a
+ * "fuseblk" one, so that lockdep tells its super block from the passthrough mount's
+ * (see fw_mount_blk()).
  *
  * Serves two files from memory:
  *   data  regular file of SIZE_MIB MiB (zeros), opened FOPEN_DIRECT_IO |
@@ -23,6 +27,7 @@
  */
 #include "fusewire.h"
 
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -303,9 +308,27 @@ static void handle(struct fuse_in_header *ih, void *arg, size_t arglen)
 		}
 		break;
 	}
+	case FUSE_FALLOCATE: { /* memory needs no allocation: sizes only */
+		struct fuse_fallocate_in *in = arg;
+		int err = 0;
+
+		if (ih->nodeid != INO_DATA || (in->mode & ~FALLOC_FL_KEEP_SIZE)) {
+			fw_reply(devfd, u, -EOPNOTSUPP, NULL, 0);
+			break;
+		}
+		pthread_mutex_lock(&mu);
+		if (in->offset + in->length > mem_cap)
+			err = -EFBIG;
+		else if (!(in->mode & FALLOC_FL_KEEP_SIZE) && in->offset + in->length > data_size)
+			data_size = in->offset + in->length;
+		pthread_mutex_unlock(&mu);
+		fw_reply(devfd, u, err, NULL, 0);
+		break;
+	}
 	case FUSE_READDIR:
 		fw_reply_empty_readdir(devfd, u);
 		break;
+	case FUSE_DESTROY: /* fuseblk: umount waits for this reply */
 	case FUSE_RELEASE:
 	case FUSE_RELEASEDIR:
 	case FUSE_FLUSH:
@@ -332,8 +355,8 @@ int main(int argc, char **argv)
 	uint8_t *buf;
 
 	fw_prog = "innerfs";
-	if (argc != 3)
-		fw_die("usage: innerfs MOUNTPOINT SIZE_MIB");
+	if (argc != 3 && argc != 4)
+		fw_die("usage: innerfs MOUNTPOINT SIZE_MIB [BLOCK_DEVICE]");
 	mem_cap = 4 * strtoull(argv[2], NULL, 10) << 20;
 	data_size = mem_cap / 4;
 	mem = calloc(1, mem_cap);
@@ -344,7 +367,7 @@ int main(int argc, char **argv)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&cv, &ca);
 
-	devfd = fw_mount(argv[1], "innerfs");
+	devfd = argc == 4 ? fw_mount_blk(argv[1], argv[3]) : fw_mount(argv[1], "innerfs");
 	for (;;) {
 		ssize_t n = read(devfd, buf, FW_BUFSIZE);
 		struct fuse_in_header *ih = (struct fuse_in_header *)buf;

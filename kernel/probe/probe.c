@@ -21,7 +21,7 @@
  *       aio, uring  like odirect, each write submitted with io_submit / io_uring
  *                   (one context or ring per thread)
  *
- *   fpio-probe eof-recheck | setfl | exclusive | race | isize ...
+ *   fpio-probe waits | setfl | exclusive | race | isize ...
  *       the race checks: see the comment above each cmd_*() below.
  *
  *   fpio-probe integrity FILE [--writers N] [--blocks B] [--rounds R] [--bs BYTES]
@@ -46,6 +46,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,29 +139,29 @@ static void ctl_wait(const char *ctl, const char *name, long want)
 	exit(2);
 }
 
-/* Wait (up to 20 s) until thread tid sleeps in a function whose name has sub
- * (/proc/self/task/TID/wchan), e.g. "rwsem": blocked on the inode lock. */
-static void wchan_wait(pid_t tid, const char *sub, const char *who)
+/* Wait (up to 20 s) until thread tid sleeps with a function whose name has sub on its
+ * kernel stack (/proc/self/task/TID/stack, CONFIG_STACKTRACE), e.g. "rwsem_down":
+ * blocked on the inode lock. */
+static void stack_wait(pid_t tid, const char *sub, const char *who)
 {
-	char path[64], buf[128];
+	char path[64], buf[4096];
 	int i, fd;
-	ssize_t n;
+	ssize_t n = 0;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", (int)tid);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stack", (int)tid);
 	for (i = 0; i < 2000; i++) {
 		fd = open(path, O_RDONLY);
-		if (fd >= 0) {
-			n = read(fd, buf, sizeof(buf) - 1);
-			close(fd);
-			if (n > 0) {
-				buf[n] = 0;
-				if (strstr(buf, sub))
-					return;
-			}
-		}
+		if (fd < 0)
+			die("open %s", path);
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[n > 0 ? n : 0] = 0;
+		if (strstr(buf, sub))
+			return;
 		msleep(10);
 	}
-	fprintf(stderr, "fpio-probe: %s (tid %d) never blocked in *%s*\n", who, (int)tid, sub);
+	fprintf(stderr, "fpio-probe: %s (tid %d) never blocked in *%s*; its stack:\n%s\n", who,
+		(int)tid, sub, buf);
 	exit(2);
 }
 
@@ -662,144 +663,124 @@ static void *isize_thread(void *arg)
 	return NULL;
 }
 
-/* ---------------- eof-recheck ---------------- */
+/* ---------------- waits ---------------- */
 
 /*
- * eof-recheck FILE CTL
- *   FILE: data on a ptfs mount with --atomic-o-trunc whose backing file is innerfs's
- *   data (16 MiB); CTL: innerfs's ctl.
- * Makes the file's EOF move between a writer's unlocked "within EOF?" check and its
- * check under the shared lock, with S_NOSEC still set, deterministically:
- *   1. H, a buffered write (exclusive lock), is held inside innerfs;
- *   2. W1 and W2, O_DIRECT overwrites at 1 MiB (within EOF, S_NOSEC), block on the
- *      inode lock (/proc wchan), having passed the unlocked checks;
- *   3. T opens the file O_TRUNC: with FUSE_ATOMIC_O_TRUNC, fuse_open() sets i_size to
- *      0 right after the OPEN reply (no attribute refresh, S_NOSEC stays), then T
- *      blocks in do_truncate() on the inode lock;
- *   4. H is released. W1 and W2 now write past EOF: under the lock the EOF check
- *      must send them to the exclusive lock, so innerfs sees them one at a time.
- * Prints "probe[eof-recheck]: ... (overlap|serialized)"; --expect as for overlap.
+ * waits FILE CTL KIND
+ *   An O_DIRECT overwrite of FILE (the shared lock on a patched kernel) is held inside
+ *   innerfs; then a second write of KIND starts and blocks. Where it blocks shows
+ *   which lock it asked for: a write that needs the fuse inode lock exclusively waits
+ *   for it in fuse_passthrough_write_iter(), before backing_file_write_iter(); one
+ *   that got the lock shared waits inside the backing filesystem instead, below
+ *   backing_file_write_iter() (innerfs's own mount serializes appends, and buffered
+ *   writes go through the page cache of a direct-io file...). KIND:
+ *     append      O_DIRECT|O_APPEND write
+ *     rwf-append  O_DIRECT pwritev2(RWF_APPEND)
+ *     buffered    buffered overwrite
+ *   Each must wait for the fuse inode lock. Its kernel stack is read from
+ *   /proc/self/task/TID/stack (CONFIG_STACKTRACE) once it sleeps on an rwsem.
  */
-struct tw {
+struct ww {
 	const char *file;
+	const char *kind;
 	pid_t tid;
-	int fd, err;
+	ssize_t ret;
+	int err;
 };
 
-static void *trunc_open_thread(void *arg)
+static void *waits_thread(void *arg)
 {
-	struct tw *t = arg;
+	struct ww *w = arg;
+	void *b = xalign(BS);
+	int flags = O_RDWR, fd;
 
-	t->tid = gettid();
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	t->fd = open(t->file, O_RDWR | O_TRUNC);
-	t->err = errno;
+	memset(b, 'w', BS);
+	if (!strcmp(w->kind, "append"))
+		flags |= O_DIRECT | O_APPEND;
+	else if (!strcmp(w->kind, "rwf-append"))
+		flags |= O_DIRECT;
+	fd = open(w->file, flags);
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_SEQ_CST);
+	if (fd < 0) {
+		w->ret = -1;
+		w->err = errno;
+		return NULL;
+	}
+	if (!strcmp(w->kind, "rwf-append")) {
+		struct iovec iov = { b, BS };
+
+		w->ret = pwritev2(fd, &iov, 1, 0, RWF_APPEND);
+	} else if (!strcmp(w->kind, "append")) {
+		w->ret = write(fd, b, BS);
+	} else {
+		w->ret = pwrite(fd, b, BS, 2 << 20);
+	}
+	w->err = errno;
+	close(fd);
+	free(b);
 	return NULL;
 }
 
-static int cmd_eof_recheck(int argc, char **argv)
+static int cmd_waits(int argc, char **argv)
 {
-	const char *file, *ctl, *expect = NULL;
-	int hfd, fds[2], i, max;
-	off_t offs[2] = { 1 << 20, (1 << 20) + BS };
-	pthread_t th[2], hth, tth;
-	struct ow w[2], h;
-	struct tw t = { 0 };
-	struct stat st;
-	void *buf, *pat[2];
-	char stats[256], *p;
+	const char *file, *ctl, *kind;
+	char path[64], stack[4096];
+	struct ow h;
+	struct ww w;
+	pthread_t hth, wth;
+	void *buf;
+	int fd, in_backing, i;
+	ssize_t n = 0;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: fpio-probe eof-recheck FILE CTL [--expect overlap|serialized]\n");
+	if (argc != 3 || (strcmp(argv[2], "append") && strcmp(argv[2], "rwf-append") &&
+			  strcmp(argv[2], "buffered"))) {
+		fprintf(stderr, "usage: fpio-probe waits FILE CTL append|rwf-append|buffered\n");
 		return 2;
 	}
 	file = argv[0];
 	ctl = argv[1];
-	if (argc == 4 && !strcmp(argv[2], "--expect"))
-		expect = argv[3];
+	kind = argv[2];
 	buf = xalign(BS);
 	memset(buf, 'h', BS);
-	ctl_write(ctl, "nohold");
-	hfd = open(file, O_RDWR);
-	if (hfd < 0)
+	fd = open(file, O_RDWR | O_DIRECT);
+	if (fd < 0)
 		die("open %s", file);
-	if (fstat(hfd, &st) < 0)
-		die("fstat %s", file);
-	if (st.st_size < 4 << 20) {
-		fprintf(stderr, "fpio-probe: %s too small (%jd)\n", file, (intmax_t)st.st_size);
-		return 2;
-	}
-	for (i = 0; i < 2; i++) {
-		fds[i] = open(file, O_RDWR | O_DIRECT);
-		if (fds[i] < 0)
-			die("open %s", file);
-	}
-	/* warm-up: S_NOSEC; no stat() after it (a refresh would clear S_NOSEC) */
-	if (pwrite(fds[0], buf, BS, 0) != BS)
+	if (pwrite(fd, buf, BS, 0) != BS) /* warm-up: S_NOSEC */
 		die("warm-up write %s", file);
-
 	ctl_write(ctl, "reset");
 	ctl_write(ctl, "hold 60000");
-	h = (struct ow){ .fd = hfd, .off = 2 << 20, .engine = ENG_SYNC, .buf = buf };
+	h = (struct ow){ .fd = fd, .off = 1 << 20, .engine = ENG_SYNC, .buf = buf };
 	pthread_create(&hth, NULL, ow_thread, &h);
 	ctl_wait(ctl, "inflight", 1);
-	for (i = 0; i < 2; i++) {
-		pat[i] = xalign(BS);
-		memset(pat[i], i ? 'q' : 'p', BS);
-		w[i] = (struct ow){ .fd = fds[i], .off = offs[i], .engine = ENG_SYNC,
-				    .buf = pat[i], .tid = 0 };
-		pthread_create(&th[i], NULL, ow_thread, &w[i]);
-	}
-	for (i = 0; i < 2; i++) {
-		while (!__atomic_load_n(&w[i].tid, __ATOMIC_SEQ_CST))
-			msleep(1);
-		wchan_wait(w[i].tid, "rwsem", i ? "writer 2" : "writer 1");
-	}
-	t.file = file;
-	pthread_create(&tth, NULL, trunc_open_thread, &t);
-	while (!__atomic_load_n(&t.tid, __ATOMIC_SEQ_CST))
+	w = (struct ww){ .file = file, .kind = kind };
+	pthread_create(&wth, NULL, waits_thread, &w);
+	while (!__atomic_load_n(&w.tid, __ATOMIC_SEQ_CST))
 		msleep(1);
-	wchan_wait(t.tid, "rwsem", "O_TRUNC open");
-	/* i_size is 0 now; let H go, and hold the first of W1/W2 until the second. */
-	ctl_write(ctl, "hold 3000");
-	ctl_write(ctl, "reset");
+	stack_wait(w.tid, "rwsem_down", kind);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stack", (int)w.tid);
+	i = open(path, O_RDONLY);
+	if (i >= 0) {
+		n = read(i, stack, sizeof(stack) - 1);
+		close(i);
+	}
+	stack[n > 0 ? n : 0] = 0;
+	in_backing = strstr(stack, "backing_file_write_iter") != NULL;
 	ctl_write(ctl, "release");
-	pthread_join(hth, NULL);
-	for (i = 0; i < 2; i++)
-		pthread_join(th[i], NULL);
-	pthread_join(tth, NULL);
 	ctl_write(ctl, "nohold");
-	ctl_read(ctl, stats, sizeof(stats));
-	if (h.ret != BS || w[0].ret != BS || w[1].ret != BS || t.fd < 0) {
-		fprintf(stderr, "fpio-probe: eof-recheck: a write or the O_TRUNC open failed "
-			"(%zd %zd %zd %d: %s)\n", h.ret, w[0].ret, w[1].ret, t.fd,
-			strerror(t.fd < 0 ? t.err : h.ret != BS ? h.err : w[0].ret != BS ? w[0].err : w[1].err));
+	pthread_join(hth, NULL);
+	pthread_join(wth, NULL);
+	close(fd);
+	if (h.ret != BS || w.ret != BS) {
+		fprintf(stderr, "fpio-probe: waits: write failed: %s\n",
+			strerror(h.ret != BS ? h.err : w.err));
 		return 2;
 	}
-	close(t.fd);
-	max = (int)stat_field(stats, "max_inflight");
-	p = strchr(stats, '\n');
-	if (p)
-		*p = 0;
-	printf("probe[eof-recheck]: max concurrent writes in flight = %d (%s)  [innerfs: %s]\n",
-	       max, max >= 2 ? "overlap" : "serialized", stats);
-	for (i = 0; i < 2; i++) {
-		if (!block_is(file, offs[i], pat[i])) {
-			printf("probe[eof-recheck]: block at %jd does not hold what was written\n",
-			       (intmax_t)offs[i]);
-			return 1;
-		}
-	}
-	for (i = 0; i < 2; i++)
-		close(fds[i]);
-	close(hfd);
-	if (max < 1)
-		return 2;
-	if (expect && strcmp(expect, max >= 2 ? "overlap" : "serialized")) {
-		printf("probe[eof-recheck]: EXPECTED %s\n", expect);
-		return 1;
-	}
-	return 0;
+	printf("waits[%s]: behind a held O_DIRECT write, it waited %s\n", kind,
+	       in_backing ? "inside the backing filesystem (it got the fuse inode lock shared)"
+			  : "for the fuse inode lock");
+	if (in_backing)
+		printf("waits[%s]: its stack:\n%s", kind, stack);
+	return in_backing ? 1 : 0;
 }
 
 /* ---------------- setfl ---------------- */
@@ -945,14 +926,16 @@ static int cmd_setfl(int argc, char **argv)
  *   innerfs; then the operation runs. It takes the inode lock exclusively, so its
  *   request (SETATTR, FALLOCATE) must reach ptfs only after the write is done:
  *   ptfs (--inner-ctl) counts requests that arrive while innerfs has a WRITE in
- *   flight (PTCTL's during_write), which must stay 0. Also asserts that the request
- *   did arrive and the write completed with its data in place.
+ *   flight (PTCTL's setattr_during_write / fallocate_during_write), which must stay
+ *   0. Also asserts that the request did arrive and the write completed with its
+ *   data in place.
  */
 static int cmd_exclusive(int argc, char **argv)
 {
 	const char *file, *ctl, *ptctl, *op;
 	long during0, n0, n1;
 	const char *counter;
+	char dwname[64];
 	struct ow w;
 	pthread_t th;
 	void *buf;
@@ -967,6 +950,7 @@ static int cmd_exclusive(int argc, char **argv)
 	ptctl = argv[2];
 	op = argv[3];
 	counter = !strcmp(op, "fallocate") ? "fallocate" : "setattr";
+	snprintf(dwname, sizeof(dwname), "%s_during_write", counter);
 	buf = xalign(BS);
 	memset(buf, 'x', BS);
 	fd = open(file, O_RDWR);
@@ -975,7 +959,7 @@ static int cmd_exclusive(int argc, char **argv)
 		die("open %s", file);
 	if (pwrite(wfd, buf, BS, 0) != BS) /* warm-up: S_NOSEC */
 		die("warm-up write %s", file);
-	during0 = ctl_field(ptctl, "during_write");
+	during0 = ctl_field(ptctl, dwname);
 	n0 = ctl_field(ptctl, counter);
 	ctl_write(ctl, "reset");
 	ctl_write(ctl, "hold 2000");
@@ -1002,7 +986,7 @@ static int cmd_exclusive(int argc, char **argv)
 		errno = w.err;
 		die("held write to %s", file);
 	}
-	r = ctl_field(ptctl, "during_write") - during0;
+	r = ctl_field(ptctl, dwname) - during0;
 	printf("exclusive[%s]: %ld %s request(s), %d while a write was in flight: %s\n", op,
 	       n1 - n0, counter, r, r == 0 && n1 > n0 && block_is(file, 1 << 20, buf) ? "ok" : "WRONG");
 	close(fd);
@@ -1021,8 +1005,9 @@ static int cmd_exclusive(int argc, char **argv)
  *   removal asks the server again), truncate it to its own size, fallocate
  *   (KEEP_SIZE) past the written blocks, or chmod it 0644. Then asserts: every
  *   block holds its writer's last round, the size did not change, no write failed,
- *   and ptfs saw no GETXATTR/SETATTR/FALLOCATE while a backing WRITE was in flight
- *   (PTCTL's during_write; that needs the backing file on innerfs: ptfs --inner-ctl).
+ *   and ptfs saw no SETATTR or FALLOCATE while a backing WRITE was in flight, nor a
+ *   GETXATTR unless truncate (which asks before taking the lock) is in the mix
+ *   (PTCTL's *_during_write; the backing file on innerfs: ptfs --inner-ctl).
  */
 struct rctx {
 	const char *file;
@@ -1109,6 +1094,7 @@ static int cmd_race(int argc, char **argv)
 	struct rctx wc[16], oc[4];
 	pthread_t wt[16], ot[4];
 	long during0, gx0;
+	int count_getxattr = 1;
 	off_t size0;
 	uint8_t *got, *want;
 
@@ -1139,7 +1125,13 @@ static int cmd_race(int argc, char **argv)
 		fprintf(stderr, "fpio-probe: %s too small\n", file);
 		return 2;
 	}
-	during0 = ctl_field(ptctl, "during_write");
+	for (i = 0; i < nops; i++)
+		if (!strcmp(ops[i], "truncate"))
+			count_getxattr = 0;
+#define RACE_DURING() (ctl_field(ptctl, "setattr_during_write") + \
+		       ctl_field(ptctl, "fallocate_during_write") + \
+		       (count_getxattr ? ctl_field(ptctl, "getxattr_during_write") : 0))
+	during0 = RACE_DURING();
 	gx0 = ctl_field(ptctl, "getxattr");
 	for (i = 0; i < writers; i++) {
 		wc[i] = (struct rctx){ .file = file, .engine = engine, .id = i,
@@ -1176,7 +1168,7 @@ static int cmd_race(int argc, char **argv)
 	}
 	close(fd);
 	{
-		long during = ctl_field(ptctl, "during_write") - during0;
+		long during = RACE_DURING() - during0;
 		long gx = ctl_field(ptctl, "getxattr") - gx0;
 		off_t size1 = size_of(file);
 		long rounds = 0, nop = 0;
@@ -1281,8 +1273,8 @@ int main(int argc, char **argv)
 		return cmd_overlap(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "integrity"))
 		return cmd_integrity(argc - 2, argv + 2);
-	if (argc >= 2 && !strcmp(argv[1], "eof-recheck"))
-		return cmd_eof_recheck(argc - 2, argv + 2);
+	if (argc >= 2 && !strcmp(argv[1], "waits"))
+		return cmd_waits(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "setfl"))
 		return cmd_setfl(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "exclusive"))
@@ -1291,6 +1283,6 @@ int main(int argc, char **argv)
 		return cmd_race(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "isize"))
 		return cmd_isize(argc - 2, argv + 2);
-	fprintf(stderr, "usage: fpio-probe overlap|integrity|eof-recheck|setfl|exclusive|race|isize ...\n");
+	fprintf(stderr, "usage: fpio-probe overlap|integrity|waits|setfl|exclusive|race|isize ...\n");
 	return 2;
 }

@@ -9,20 +9,20 @@
  *     --report-size N    report min(real size, N) bytes as the file size, so that
  *                        writes past N are "extending" for this mount while still
  *                        being overwrites of the backing file
- *     --atomic-o-trunc   negotiate FUSE_ATOMIC_O_TRUNC; an O_TRUNC open then
- *                        truncates "virtually": the reported size becomes 0 (as with
- *                        --report-size 0) and the backing file keeps its size, so
- *                        that later writes extend this mount only
  *     --inner-ctl PATH   innerfs's ctl file (the backing file is innerfs's data):
  *                        every GETXATTR, SETATTR and FALLOCATE of data reads it, and
- *                        counts as "during_write" if innerfs has a WRITE in flight.
- *                        The kernel sends those under the exclusive inode lock (or,
- *                        GETXATTR, from a write's privilege removal), so a write of
- *                        the same inode in flight at that moment means a lock rule
- *                        was broken.
+ *                        counts as "X_during_write" if innerfs has a WRITE in flight.
+ *                        The kernel sends SETATTR and FALLOCATE under the exclusive
+ *                        inode lock, so a write of the same inode in flight at that
+ *                        moment means a lock rule was broken; so does a GETXATTR that
+ *                        comes from a write's privilege removal (file_remove_privs()
+ *                        runs under the writer's exclusive lock). truncate() also
+ *                        asks (dentry_needs_remove_privs()) before taking the lock:
+ *                        the caller knows which GETXATTRs count.
  *
  * Besides "data" it serves "ctl" (direct io, not passthrough): read it for
- * "getxattr=N setattr=N fallocate=N during_write=N opens=N writes_to_server=N\n".
+ * "getxattr=N setattr=N fallocate=N getxattr_during_write=N setattr_during_write=N
+ *  fallocate_during_write=N opens=N writes_to_server=N\n".
  *
  * "data"'s opens are FOPEN_PASSTHROUGH (+ PARALLEL_DIRECT_WRITES) on BACKING_FILE.
  * One backing id per inode, shared by its opens, closed at the last release. The fd
@@ -40,17 +40,17 @@ static int devfd;
 static const char *backing_path;
 static int opt_depth = 2, opt_killpriv = 1, opt_parallel = 1;
 static uint64_t opt_report_size = UINT64_MAX;
-static int opt_atomic_o_trunc;
 static const char *opt_inner_ctl;
 
 static int backing_fd = -1, backing_id, backing_refs;
-static unsigned long long n_getxattr, n_opens, n_writes, n_setattr, n_fallocate, n_during_write;
+static unsigned long long n_getxattr, n_opens, n_writes, n_setattr, n_fallocate;
+static unsigned long long dw_getxattr, dw_setattr, dw_fallocate;
 
 enum { INO_DATA = 2, INO_CTL = 3 };
 
 /* Called for requests the kernel sends with the inode lock held exclusively: a
  * WRITE of the backing file in flight at innerfs at the same time breaks the rule. */
-static void check_exclusive(const char *what)
+static void check_exclusive(const char *what, unsigned long long *during_write)
 {
 	char buf[256], *p;
 	int fd, n, inflight;
@@ -77,7 +77,7 @@ static void check_exclusive(const char *what)
 		fw_die("no inflight= in %s", opt_inner_ctl);
 	inflight = atoi(p + strlen("inflight="));
 	if (inflight > 0) {
-		n_during_write++;
+		(*during_write)++;
 		fprintf(stderr, "ptfs: %s arrived while %d backing WRITE(s) were in flight\n",
 			what, inflight);
 	}
@@ -136,8 +136,6 @@ static void handle(struct fuse_in_header *ih, void *arg)
 				    in->minor : FUSE_KERNEL_MINOR_VERSION;
 		out.max_readahead = in->max_readahead;
 		out.flags = FUSE_INIT_EXT | (in->flags & (FUSE_MAX_PAGES | FUSE_BIG_WRITES));
-		if (opt_atomic_o_trunc)
-			out.flags |= FUSE_ATOMIC_O_TRUNC;
 		if (opt_killpriv) {
 			if (!(in->flags & FUSE_HANDLE_KILLPRIV_V2))
 				fw_die("kernel does not offer FUSE_HANDLE_KILLPRIV_V2");
@@ -189,7 +187,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			err = -EPERM;
 		if (!err) {
 			n_setattr++;
-			check_exclusive("SETATTR");
+			check_exclusive("SETATTR", &dw_setattr);
 		}
 		if (!err && (in->valid & FATTR_SIZE) && truncate(backing_path, in->size) < 0)
 			err = -errno;
@@ -201,7 +199,6 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		break;
 	}
 	case FUSE_OPEN: {
-		struct fuse_open_in *in = arg;
 		struct fuse_open_out out = { 0 };
 
 		if (ih->nodeid == INO_CTL) {
@@ -213,8 +210,6 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			fw_reply(devfd, u, -EISDIR, NULL, 0);
 			break;
 		}
-		if (opt_atomic_o_trunc && (in->flags & O_TRUNC))
-			opt_report_size = 0; /* virtual truncation, see --atomic-o-trunc */
 		if (backing_refs == 0) {
 			struct fuse_backing_map map = { 0 };
 			int id;
@@ -279,9 +274,10 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			break;
 		}
 		n = snprintf(buf, sizeof(buf), "getxattr=%llu setattr=%llu fallocate=%llu "
-			     "during_write=%llu opens=%llu writes_to_server=%llu\n",
-			     n_getxattr, n_setattr, n_fallocate, n_during_write, n_opens,
-			     n_writes);
+			     "getxattr_during_write=%llu setattr_during_write=%llu "
+			     "fallocate_during_write=%llu opens=%llu writes_to_server=%llu\n",
+			     n_getxattr, n_setattr, n_fallocate, dw_getxattr, dw_setattr,
+			     dw_fallocate, n_opens, n_writes);
 		if (in->offset >= (uint64_t)n)
 			n = 0;
 		else
@@ -293,7 +289,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		struct fuse_fallocate_in *in = arg;
 
 		n_fallocate++;
-		check_exclusive("FALLOCATE");
+		check_exclusive("FALLOCATE", &dw_fallocate);
 		err = 0;
 		if (ih->nodeid != INO_DATA || backing_fd < 0)
 			err = -EBADF;
@@ -308,7 +304,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		break;
 	case FUSE_GETXATTR:
 		n_getxattr++;
-		check_exclusive("GETXATTR");
+		check_exclusive("GETXATTR", &dw_getxattr);
 		fw_reply(devfd, u, -ENODATA, NULL, 0);
 		break;
 	case FUSE_LISTXATTR:
@@ -347,8 +343,6 @@ int main(int argc, char **argv)
 			opt_parallel = 0;
 		else if (!strcmp(argv[i], "--report-size") && i + 1 < argc)
 			opt_report_size = strtoull(argv[++i], NULL, 0);
-		else if (!strcmp(argv[i], "--atomic-o-trunc"))
-			opt_atomic_o_trunc = 1;
 		else if (!strcmp(argv[i], "--inner-ctl") && i + 1 < argc)
 			opt_inner_ctl = argv[++i];
 		else
@@ -356,7 +350,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - i != 2)
 		fw_die("usage: ptfs [--depth N] [--no-killpriv] [--no-parallel] "
-		       "[--report-size N] [--atomic-o-trunc] [--inner-ctl PATH] "
+		       "[--report-size N] [--inner-ctl PATH] "
 		       "MOUNTPOINT BACKING_FILE");
 	backing_path = argv[i + 1];
 	buf = malloc(FW_BUFSIZE);
