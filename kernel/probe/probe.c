@@ -139,29 +139,53 @@ static void ctl_wait(const char *ctl, const char *name, long want)
 	exit(2);
 }
 
-/* Wait (up to 20 s) until thread tid sleeps with a function whose name has sub on its
- * kernel stack (/proc/self/task/TID/stack, CONFIG_STACKTRACE), e.g. "rwsem_down":
- * blocked on the inode lock. */
-static void stack_wait(pid_t tid, const char *sub, const char *who)
+/* Thread tid's scheduler state ('R', 'S', 'D', ...) and kernel stack
+ * (/proc/self/task/TID/stack, CONFIG_STACKTRACE; the scheduler's and the lock slow
+ * paths' own frames are not in it). */
+static char task_state(pid_t tid, char *stack, size_t len)
 {
-	char path[64], buf[4096];
-	int i, fd;
-	ssize_t n = 0;
+	char path[64], buf[512], *p;
+	int fd;
+	ssize_t n;
 
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		die("open %s", path);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	p = strrchr(buf, ')');
 	snprintf(path, sizeof(path), "/proc/self/task/%d/stack", (int)tid);
-	for (i = 0; i < 2000; i++) {
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
-			die("open %s", path);
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		buf[n > 0 ? n : 0] = 0;
-		if (strstr(buf, sub))
-			return;
-		msleep(10);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		die("open %s", path);
+	n = read(fd, stack, len - 1);
+	close(fd);
+	stack[n > 0 ? n : 0] = 0;
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Wait (up to 20 s) until thread tid sleeps uninterruptibly (state D, as on a
+ * rwsem) with the same kernel stack 50 ms apart; the stack is left in stack. */
+static void blocked_wait(pid_t tid, char *stack, size_t len, const char *who)
+{
+	char *again = malloc(len);
+	int i;
+
+	for (i = 0; i < 400; i++) {
+		if (task_state(tid, stack, len) == 'D') {
+			msleep(50);
+			if (task_state(tid, again, len) == 'D' && !strcmp(stack, again)) {
+				free(again);
+				return;
+			}
+		} else {
+			msleep(50);
+		}
 	}
-	fprintf(stderr, "fpio-probe: %s (tid %d) never blocked in *%s*; its stack:\n%s\n", who,
-		(int)tid, sub, buf);
+	fprintf(stderr, "fpio-probe: %s (tid %d) never blocked; its stack:\n%s\n", who,
+		(int)tid, stack);
 	exit(2);
 }
 
@@ -678,7 +702,8 @@ static void *isize_thread(void *arg)
  *     rwf-append  O_DIRECT pwritev2(RWF_APPEND)
  *     buffered    buffered overwrite
  *   Each must wait for the fuse inode lock. Its kernel stack is read from
- *   /proc/self/task/TID/stack (CONFIG_STACKTRACE) once it sleeps on an rwsem.
+ *   /proc/self/task/TID/stack (CONFIG_STACKTRACE) once it sleeps (state D) with the
+ *   same stack twice 50 ms apart.
  */
 struct ww {
 	const char *file;
@@ -724,13 +749,12 @@ static void *waits_thread(void *arg)
 static int cmd_waits(int argc, char **argv)
 {
 	const char *file, *ctl, *kind;
-	char path[64], stack[4096];
+	char stack[4096];
 	struct ow h;
 	struct ww w;
 	pthread_t hth, wth;
 	void *buf;
-	int fd, in_backing, i;
-	ssize_t n = 0;
+	int fd, in_backing;
 
 	if (argc != 3 || (strcmp(argv[2], "append") && strcmp(argv[2], "rwf-append") &&
 			  strcmp(argv[2], "buffered"))) {
@@ -748,7 +772,7 @@ static int cmd_waits(int argc, char **argv)
 	if (pwrite(fd, buf, BS, 0) != BS) /* warm-up: S_NOSEC */
 		die("warm-up write %s", file);
 	ctl_write(ctl, "reset");
-	ctl_write(ctl, "hold 60000");
+	ctl_write(ctl, "hold 25000");
 	h = (struct ow){ .fd = fd, .off = 1 << 20, .engine = ENG_SYNC, .buf = buf };
 	pthread_create(&hth, NULL, ow_thread, &h);
 	ctl_wait(ctl, "inflight", 1);
@@ -756,14 +780,7 @@ static int cmd_waits(int argc, char **argv)
 	pthread_create(&wth, NULL, waits_thread, &w);
 	while (!__atomic_load_n(&w.tid, __ATOMIC_SEQ_CST))
 		msleep(1);
-	stack_wait(w.tid, "rwsem_down", kind);
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stack", (int)w.tid);
-	i = open(path, O_RDONLY);
-	if (i >= 0) {
-		n = read(i, stack, sizeof(stack) - 1);
-		close(i);
-	}
-	stack[n > 0 ? n : 0] = 0;
+	blocked_wait(w.tid, stack, sizeof(stack), kind);
 	in_backing = strstr(stack, "backing_file_write_iter") != NULL;
 	ctl_write(ctl, "release");
 	ctl_write(ctl, "nohold");
