@@ -7,7 +7,7 @@
 #   (O_DIRECT overwrites of one passthrough file overlap on the patched kernel and
 #   never on the stock one), the race checks, and a clean kernel log.
 #
-#   run-tier.sh [--broken] [--bench] [--quick] [--only stock|patched]
+#   run-tier.sh [--broken] [--bench] [--quick] [--only stock|patched|none]
 #               [--extra FILE[=DEST]]... [--extra-tests DIR]
 #     --broken        also build every kernel/patches/broken/NAME.patch on top of the
 #                     series (incremental builds) and boot each with the probe and race
@@ -72,6 +72,7 @@ SRC=$("$HERE/fetch-source.sh")
 
 FLAVORS=(stock patched)
 [[ -n $ONLY ]] && FLAVORS=("$ONLY")
+[[ $ONLY == none ]] && FLAVORS=() # e.g. --broken --only none: the broken variants only
 BROKEN_FLAVORS=()
 if [[ $BROKEN == 1 ]]; then
 	for b in "$HERE"/patches/broken/*.patch; do

@@ -29,7 +29,7 @@ check() { # name cmd...
 }
 
 FLAVOR=${FPIO_FLAVOR_OVERRIDE:-}
-[ -n "$FLAVOR" ] || FLAVOR=$(sed -n 's/.*fpio\.flavor=\([a-z]*\).*/\1/p' /proc/cmdline)
+[ -n "$FLAVOR" ] || FLAVOR=$(sed -n 's/.*fpio\.flavor=\([a-z-]*\).*/\1/p' /proc/cmdline)
 BENCH=$(sed -n 's/.*fpio\.bench=\([0-9]*\).*/\1/p' /proc/cmdline)
 SETFL=$(sed -n 's/.*fpio\.setfl=\([a-z]*\).*/\1/p' /proc/cmdline)
 QUICK=$(sed -n 's/.*fpio\.quick=\([0-9]*\).*/\1/p' /proc/cmdline)
