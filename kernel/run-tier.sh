@@ -204,6 +204,14 @@ if [[ ${#BROKEN_FLAVORS[@]} -gt 0 ]]; then
 	done
 	log "broken variants:"
 	cat "$table" >&2
+	{
+		echo "# Broken variants of the series: which checks caught them"
+		echo
+		echo "Generated $(date -u '+%Y-%m-%d %H:%M') UTC by \`kernel/run-tier.sh --broken\`"
+		echo "(Debian $(cat "$SRC/.fpio-debian-version"), debug config, probe and race checks only)."
+		echo
+		cat "$table"
+	} >"$HERE/results/broken.md"
 fi
 
 if [[ $BENCH == 1 ]]; then

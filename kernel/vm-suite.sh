@@ -119,7 +119,7 @@ check "probe: O_DIRECT right after stat() (S_NOSEC cleared) stays serialized" pr
 # rule (these patches) keeps it; kept <=> the probe saw overlap.
 if [ -x /bin/fpio-rulecheck ]; then
 	rule=legacy
-	[ "$FLAVOR" = patched ] && rule=series
+	[ "$EXPECT_ODIRECT" = overlap ] && rule=series
 	pred=$(fpio-rulecheck $rule)
 	echo "# fpio prediction for the $FLAVOR kernel: $pred"
 	want=dropped
@@ -159,7 +159,7 @@ race() { # name args...
 	echo "# race $n"
 	check "race: $n" fpio-probe race /tmp/pt/data $PTCTL --seconds $RACE_S "$@"
 }
-race "stat vs 4 O_DIRECT writers" --stat
+race "stat vs 4 O_DIRECT writers" --stat --seconds $((RACE_S * 2))
 race "truncate+fallocate vs 4 O_DIRECT writers" --truncate --fallocate
 race "chmod+stat vs 4 O_DIRECT writers" --chmod --stat
 race "stat vs 4 aio writers" --engine aio --stat
