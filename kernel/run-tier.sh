@@ -115,9 +115,11 @@ if [[ -x $BUILD/examples/fpio-passthrough && -x $BUILD/c-tests/pwriters ]]; then
 		"$(command -v setfattr)=/usr/bin/setfattr")
 	# python3 (the adoption test's MAP_SHARED writer) with its standard library, less
 	# what no test imports
-	py=$(readlink -f "$(command -v python3)")
+	# Debian's python3 (installed above), not whatever python3 comes first in PATH
+	# (a pyenv shim is a shell script)
+	py=$(readlink -f /usr/bin/python3)
 	pylib=$("$py" -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')
-	pystage="$CACHE/python-stdlib/$(basename "$pylib")"
+	pystage="$CACHE/python-stdlib/$(tr / _ <<<"$pylib")"
 	if [[ ! -d $pystage ]]; then
 		rm -rf "$pystage.tmp"
 		mkdir -p "$pystage.tmp"
