@@ -130,6 +130,13 @@ if [[ -x $BUILD/examples/fpio-passthrough && -x $BUILD/c-tests/pwriters ]]; then
 		mv "$pystage.tmp" "$pystage"
 	fi
 	files+=("$py=/usr/bin/python3" "$pystage=$pylib")
+	# the mount tests' FPIO_LIBFUSE (meson's test environment sets it on the host):
+	# major*100+minor of the libfuse the example server is linked with
+	fuselib=$(ldd "$BUILD/examples/fpio-passthrough" | sed -n 's/.*libfuse3\.so\.3 => \([^ ]*\).*/\1/p')
+	fminor=$(basename "$(readlink -f "$fuselib")" | sed -n 's/^libfuse3\.so\.3\.\([0-9]*\).*/\1/p')
+	[[ -n $fminor ]] || { log "cannot tell the libfuse version of $fuselib"; exit 1; }
+	echo "export FPIO_LIBFUSE=$((300 + fminor))" >"$OUT/fpio-env"
+	files+=("$OUT/fpio-env=/opt/fpio/env")
 	# the mount tests are written for GNU tools (rm --one-file-system, stat -f -c %T, ...)
 	for t in rm stat mktemp chmod chown dd cmp head tail sort seq id cat cp mv mkdir \
 		ls ln touch truncate tr cut wc env timeout sync readlink realpath basename \
