@@ -1,63 +1,55 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Turn the BENCH lines of the VM console logs into a markdown table (stdout).
-#   bench-report.sh RUN_DIR     (reads RUN_DIR/console-stock.log, console-patched.log)
+# Turn the BENCH lines of a benchmark VM's console log into a markdown report (stdout).
+#   bench-report.sh CONSOLE_LOG [CONFIG_NOTE]
+# Per jobs count: median IOPS with min-max of each target, and the shared/exclusive and
+# shared/ext4 ratios computed per repetition (the runs of one repetition are
+# neighbours in time), reported as median and min-max: the effect next to its noise.
 set -euo pipefail
-DIR=$1
-python3 - "$DIR" <<'PY'
-import re, statistics, sys, os, datetime
-d = sys.argv[1]
-rows = {}
-for flavor in ("stock", "patched"):
-    p = os.path.join(d, f"console-{flavor}.log")
-    if not os.path.exists(p):
-        continue
-    for line in open(p, errors="replace"):
-        m = re.search(r"BENCH flavor=(\w+) target=(\w+) jobs=(\d+) rep=(\d+) iops=([\d.]+) usr=([\d.]+)%? sys=([\d.]+)", line)
-        if m:
-            k = (m[1], m[2], int(m[3]))
-            rows.setdefault(k, []).append((float(m[5]), float(m[6]), float(m[7])))
-if not rows:
-    sys.exit("no BENCH lines")
-med = {k: statistics.median(v[0] for v in vs) for k, vs in rows.items()}
-cpu = {k: statistics.median(v[1] + v[2] for v in vs) for k, vs in rows.items()}
-n = {k: len(vs) for k, vs in rows.items()}
-out = []
-out.append("# Kernel tier benchmark (VM, emulated CPU)\n")
-out.append(f"Generated {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC by kernel/run-tier.sh --bench.\n")
-out.append("fio 4 KiB random O_DIRECT overwrites (psync, one preallocated 64 MiB file on ext4 "
-           "on virtio-blk), qemu TCG `-cpu max -smp 2` (2 sockets). `passthrough` is the probe's raw "
-           "passthrough server (ptfs, FOPEN_PASSTHROUGH|FOPEN_PARALLEL_DIRECT_WRITES, "
-           "KILLPRIV_V2) with that ext4 file as backing file. Median IOPS of the repetitions; "
-           "`fpio-passthrough` is fpio's example server mirroring the ext4 directory (it opens backing files without O_DIRECT, so on 6.12 its synchronous passthrough writes are buffered writes on ext4). CPU = fio usr+sys %. These are emulated-CPU figures: compare ratios, not absolutes.\n")
-has_fpio = any(k[1] == "fpio" for k in med)
-hdr = "| kernel | jobs | ext4 IOPS | ptfs IOPS | ptfs / ext4 |"
-sep = "|---|---:|---:|---:|---:|"
-if has_fpio:
-    hdr += " fpio-passthrough IOPS | fpio / ext4 |"
-    sep += "---:|---:|"
-out.append(hdr + " reps | CPU% ext4 / ptfs |")
-out.append(sep + "---:|---:|")
-for flavor in ("stock", "patched"):
-    for jobs in (1, 2, 4):
-        e, p = med.get((flavor, "ext4", jobs)), med.get((flavor, "passthrough", jobs))
-        if e is None or p is None:
-            continue
-        row = f"| {flavor} | {jobs} | {e:.0f} | {p:.0f} | {p/e:.2f} |"
-        if has_fpio:
-            f = med.get((flavor, "fpio", jobs))
-            row += f" {f:.0f} | {f/e:.2f} |" if f else " - | - |"
-        row += (f" {n[(flavor,'ext4',jobs)]} | "
-                f"{cpu[(flavor,'ext4',jobs)]:.0f} / {cpu[(flavor,'passthrough',jobs)]:.0f} |")
-        out.append(row)
-out.append("")
-out.append("| jobs | ptfs IOPS patched / stock | fpio-passthrough IOPS patched / stock |")
-out.append("|---:|---:|---:|")
+LOG=$1
+NOTE=${2:-}
+python3 - "$LOG" "$NOTE" <<'PY'
+import re, statistics, sys, datetime
+log, note = sys.argv[1], sys.argv[2]
+runs, info = {}, ""
+for line in open(log, errors="replace"):
+    m = re.search(r"BENCH flavor=(\S+) target=(\w+) jobs=(\d+) rep=(\d+) iops=([\d.]+)", line)
+    if m:
+        runs[(m[2], int(m[3]), int(m[4]))] = float(m[5])
+    m = re.search(r"BENCH-INFO (.*)", line)
+    if m:
+        info = m[1].strip()
+if not runs:
+    sys.exit("no BENCH lines in " + log)
+reps = sorted({k[2] for k in runs})
+def stats(xs):
+    return statistics.median(xs), min(xs), max(xs)
+def fmt(t, digits=0):
+    m, lo, hi = t
+    return f"{m:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+out = ["# Kernel tier benchmark: shared vs exclusive inode lock, same VM\n",
+       f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+       "`kernel/run-tier.sh --bench`. " + info + (". " + note if note else "") + "\n",
+       "fio 4 KiB random O_DIRECT overwrites (psync) of one preallocated 64 MiB file on ext4 "
+       "(virtio-blk), qemu TCG `-cpu max -smp 2`. All three targets run in the same VM, "
+       "interleaved (every repetition runs each target once per jobs count, the target order "
+       "rotates): `shared` = ptfs passthrough with FOPEN_PARALLEL_DIRECT_WRITES (the patched "
+       "kernel takes the inode lock shared), `exclusive` = the same server and file with "
+       "`--no-parallel` (exclusive lock, as on every released kernel), `ext4` = the backing "
+       "file without FUSE. IOPS: median (min-max) over the repetitions. Ratios are computed "
+       "per repetition and reported as median (min-max), so the min-max of a ratio is its "
+       "noise.\n",
+       "| jobs | reps | shared IOPS | exclusive IOPS | ext4 IOPS | shared / exclusive | shared / ext4 | exclusive / ext4 |",
+       "|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for jobs in (1, 2, 4):
-    s, pa = med.get(("stock", "passthrough", jobs)), med.get(("patched", "passthrough", jobs))
-    fs_, fp = med.get(("stock", "fpio", jobs)), med.get(("patched", "fpio", jobs))
-    if s and pa:
-        fr = f"{fp/fs_:.2f}" if fs_ and fp else "-"
-        out.append(f"| {jobs} | {pa/s:.2f} | {fr} |")
+    rs = [r for r in reps if all((t, jobs, r) in runs for t in ("shared", "exclusive", "ext4"))]
+    if not rs:
+        continue
+    g = lambda t: [runs[(t, jobs, r)] for r in rs]
+    sh, ex, e4 = g("shared"), g("exclusive"), g("ext4")
+    out.append(f"| {jobs} | {len(rs)} | {fmt(stats(sh))} | {fmt(stats(ex))} | {fmt(stats(e4))} | "
+               f"{fmt(stats([a/b for a, b in zip(sh, ex)]), 2)} | "
+               f"{fmt(stats([a/b for a, b in zip(sh, e4)]), 2)} | "
+               f"{fmt(stats([a/b for a, b in zip(ex, e4)]), 2)} |")
 print("\n".join(out))
 PY

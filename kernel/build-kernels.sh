@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Build a stock and a patched x86_64 bzImage from Debian's linux-source-6.12:
-# `make tinyconfig` + kernel/config-fragment (merge_config.sh) + olddefconfig.
+# Build x86_64 bzImages from Debian's linux-source-7.3: `make tinyconfig` +
+# kernel/config-fragment (merge_config.sh) + olddefconfig (a debug config: lockdep, KASAN).
 #
-#   build-kernels.sh [stock|patched|both]     (default both)
+#   build-kernels.sh FLAVOR...      (default: stock patched)
+#     stock            the pristine source
+#     patched          + kernel/patches/*.patch
+#     broken-NAME      + kernel/patches/*.patch + kernel/patches/broken/NAME.patch
+#     FLAVOR+nodebug   the same sources, config-fragment without its debug section
+#                      (for the benchmark; its own O= directory)
 #
-# Images are cached outside the clone, keyed by a hash of what goes into them:
-#   stock:   source version + config fragment
-#   patched: source version + config fragment + the diffs in kernel/patches/*.patch
-# A second run with nothing changed is a no-op. On success the last lines on stdout are
-#   stock=/path/to/bzImage
-#   patched=/path/to/bzImage
-# and $CACHE/images/{stock,patched}.bzImage are symlinks to the current images.
+# All flavors share ONE work tree (a hard-link copy of the pristine source) and ONE O=
+# directory: switching flavor replaces only the files the patches touch (fresh copies, so
+# their mtime moves forward) and make rebuilds only what depends on them. The first
+# kernel costs a full build, every further one an incremental fs/fuse build + relink.
+# Images are cached, keyed by a hash of what goes into them (source version, config
+# fragment, the code of the patches applied); a second run with nothing changed is a
+# no-op. On success the last lines on stdout are FLAVOR=/path/to/bzImage, and
+# $CACHE/images/FLAVOR.bzImage are symlinks to the current images.
 #
 #   FPIO_KERNEL_CACHE  cache root (default /var/cache/fpio/kernel)
 #   FPIO_KERNEL_JOBS   make -j (default: number of cores)
@@ -21,14 +27,46 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${FPIO_KERNEL_CACHE:-/var/cache/fpio/kernel}
 JOBS=${FPIO_KERNEL_JOBS:-$(nproc)}
-WHICH=${1:-both}
-FRAG="$HERE/config-fragment"
+WORK="$CACHE/build/src"
+FRAG= OUTD= # per flavor: set_config
+[[ $# -gt 0 ]] || set -- stock patched
 mkdir -p "$CACHE/build" "$CACHE/images"
 
 log() { echo "build-kernels: $*" >&2; }
 
 SRC=$("$HERE/fetch-source.sh")
 VER=$(cat "$SRC/.fpio-debian-version")
+
+# The fragment and O= directory of a flavor (debug or not).
+set_config() { # flavor
+	if [[ $1 == *+nodebug ]]; then
+		FRAG="$CACHE/build/config-fragment.nodebug"
+		sed '/^# >>> debug/,/^# <<< debug/d' "$HERE/config-fragment" >"$FRAG"
+		OUTD="$CACHE/build/out-nodebug"
+	else
+		FRAG="$HERE/config-fragment"
+		OUTD="$CACHE/build/out"
+	fi
+}
+
+# The options of a fragment, without comments: rewording a comment rebuilds nothing.
+frag_options() {
+	grep -E '^CONFIG_|^# CONFIG_[A-Z0-9_]+ is not set' "$1"
+}
+
+patches_of() { # flavor -> patch files, in order
+	case ${1%+nodebug} in
+		stock) ;;
+		patched) ls -1 "$HERE"/patches/*.patch ;;
+		broken-*)
+			local b="$HERE/patches/broken/${1#broken-}.patch"
+			[[ -f $b ]] || { log "no such broken variant: $b"; exit 2; }
+			ls -1 "$HERE"/patches/*.patch
+			echo "$b"
+			;;
+		*) log "unknown flavor $1"; exit 2 ;;
+	esac
+}
 
 # The code part of a git format-patch file: from the first "diff --git" to the
 # signature ("-- "), without format-patch's base-commit trailer.
@@ -37,15 +75,15 @@ patch_code() {
 }
 
 key_of() { # flavor
+	local p
+	set_config "$1"
 	{
-		echo "fpio-kernel-key-v1 $1 $VER"
-		sha256sum <"$FRAG"
-		if [[ $1 == patched ]]; then
-			# only the diffs count: rewording a commit message rebuilds nothing
-			for p in "$HERE"/patches/*.patch; do
-				echo "$(basename "$p") $(patch_code "$p" | sha256sum)"
-			done
-		fi
+		echo "fpio-kernel-key-v2 $VER"
+		frag_options "$FRAG" | sha256sum
+		# only the diffs count: rewording a commit message rebuilds nothing
+		for p in $(patches_of "$1"); do
+			echo "$(basename "$p") $(patch_code "$p" | sha256sum)"
+		done
 	} | sha256sum | cut -c1-16
 }
 
@@ -57,61 +95,122 @@ patched_files() {
 	done | sort -u
 }
 
-# Source tree for a flavor. stock: the pristine tree. patched: a hard-link copy of
-# it with the patches applied (patch(1) writes new files, so the pristine tree is
-# never modified; files touched now or by the previous patch set are replaced by
-# fresh copies so that make sees them as changed).
-prepare_source() { # flavor key
-	local flavor=$1 key=$2
-	if [[ $flavor == stock ]]; then
-		echo "$SRC"
+# Replace a hard link in the work tree by a fresh private copy of the pristine file
+# (or remove it if the pristine tree has no such file).
+fresh_copy() { # relpath
+	rm -f "$WORK/$1"
+	if [[ -e $SRC/$1 ]]; then
+		mkdir -p "$(dirname "$WORK/$1")"
+		cp "$SRC/$1" "$WORK/$1"
+	fi
+}
+
+# objtool decodes x86 instructions with its own copies of the kernel's decoder
+# (tools/arch/x86/...). A stable update can change one copy and not the other
+# (6.12.118: the opcode map got XOP entries, tools' inat.h did not, and objtool's
+# inat-tables.c stopped compiling). The kernel itself builds with the arch/x86 copies,
+# which are consistent by construction; where the tools copies differ in more than
+# their include lines, use the arch/x86 ones (in the work tree only).
+sync_tools_decoder() {
+	local pair a t changed=0
+	for pair in include/asm/inat.h include/asm/inat_types.h lib/x86-opcode-map.txt \
+		tools/gen-insn-attr-x86.awk; do
+		a="arch/x86/$pair" t="tools/arch/x86/$pair"
+		[[ -f $SRC/$a && -f $SRC/$t ]] || continue
+		if ! cmp -s <(grep -v '#include' "$SRC/$a") <(grep -v '#include' "$SRC/$t"); then
+			log "objtool: $t differs from $a; using the arch/x86 copy"
+			rm -f "$WORK/$t"
+			if [[ $pair == *.h ]]; then
+				# arch headers include <asm/...>; objtool's include path resolves that
+				# to tools/arch/x86/include/asm, i.e. to the synced copies
+				cp "$SRC/$a" "$WORK/$t"
+			else
+				cp "$SRC/$a" "$WORK/$t"
+			fi
+			echo "$t" >>"$WORK/.fpio-tools-synced"
+			changed=1
+		fi
+	done
+	[[ $changed == 0 ]] || log "objtool: decoder copies synced from arch/x86"
+}
+
+ensure_work_tree() {
+	if [[ -f $WORK/.fpio-src && $(cat "$WORK/.fpio-src") == "$SRC" ]]; then
 		return
 	fi
-	local tree="$CACHE/build/patched-src"
-	if [[ -f "$tree/.fpio-key" && $(cat "$tree/.fpio-key") == "$key" ]]; then
-		echo "$tree"
-		return
-	fi
-	local old_files=""
-	[[ -f "$tree/.fpio-patched-files" ]] && old_files=$(cat "$tree/.fpio-patched-files")
-	log "preparing patched source tree"
-	rm -rf "$tree"
-	cp -al "$SRC" "$tree"
-	local f
-	for f in $old_files $(patched_files "$HERE"/patches/*.patch); do
-		[[ -e "$SRC/$f" ]] || continue
-		rm -f "$tree/$f"
-		cp "$SRC/$f" "$tree/$f"
+	log "work tree: hard-link copy of $SRC"
+	rm -rf "$WORK" "$CACHE/build/out" "$CACHE/build/out-nodebug"
+	cp -al "$SRC" "$WORK.tmp"
+	mv "$WORK.tmp" "$WORK"
+	: >"$WORK/.fpio-touched"
+	: >"$WORK/.fpio-state"
+	sync_tools_decoder
+	echo "$SRC" >"$WORK/.fpio-src"
+}
+
+# Put the work tree in the state "pristine + these patches".
+set_tree_state() { # flavor
+	local want f p
+	want=$(for p in $(patches_of "$1"); do echo "$(basename "$p") $(patch_code "$p" | sha256sum)"; done)
+	[[ $want == "$(cat "$WORK/.fpio-state")" ]] && return
+	# everything touched before or now goes back to a fresh pristine copy
+	for f in $(cat "$WORK/.fpio-touched") $(patched_files $(patches_of "$1")); do
+		fresh_copy "$f"
 	done
-	local p
-	for p in "$HERE"/patches/*.patch; do
-		log "applying $(basename "$p")"
-		patch -d "$tree" -p1 --forward --no-backup-if-mismatch --quiet <"$p"
+	: >"$WORK/.fpio-state"
+	for p in $(patches_of "$1"); do
+		log "$1: applying ${p#"$HERE"/}"
+		patch -d "$WORK" -p1 --forward --no-backup-if-mismatch --quiet <"$p"
 	done
-	# Guard: the pristine tree must be untouched.
-	for f in $(patched_files "$HERE"/patches/*.patch); do
-		if cmp -s "$SRC/$f" "$tree/$f"; then
-			log "error: $f unchanged by the patches"
+	patched_files $(patches_of "$1") >"$WORK/.fpio-touched"
+	# guard: hard links must never have been written through
+	for f in $(cat "$WORK/.fpio-touched"); do
+		if [[ -e $SRC/$f && $(stat -c %i "$SRC/$f") == $(stat -c %i "$WORK/$f") ]]; then
+			log "error: $f is still a hard link to the pristine tree"
 			exit 1
 		fi
 	done
-	patched_files "$HERE"/patches/*.patch >"$tree/.fpio-patched-files"
-	echo "$key" >"$tree/.fpio-key"
-	echo "$tree"
+	echo "$want" >"$WORK/.fpio-state"
+}
+
+configure() {
+	local ckey
+	ckey=$( (echo "$VER"; frag_options "$FRAG") | sha256sum | cut -c1-16)
+	[[ -f $OUTD/.fpio-config-key && $(cat "$OUTD/.fpio-config-key") == "$ckey" && -f $OUTD/.config ]] && return
+	mkdir -p "$OUTD"
+	rm -f "$OUTD/.fpio-config-key"
+	local mk=(make -C "$WORK" O="$OUTD" ARCH=x86_64 -s)
+	log "configuring (tinyconfig + config-fragment) in $OUTD"
+	"${mk[@]}" tinyconfig >/dev/null
+	(cd "$OUTD" && "$WORK/scripts/kconfig/merge_config.sh" -m -O "$OUTD" "$OUTD/.config" "$FRAG" >/dev/null)
+	"${mk[@]}" olddefconfig >/dev/null
+	# Every option the fragment sets or unsets must have survived olddefconfig.
+	local missing=0 line opt
+	while IFS= read -r line; do
+		if [[ $line =~ ^CONFIG_[A-Z0-9_]+=y$ ]]; then
+			grep -qx "$line" "$OUTD/.config" && continue
+		elif [[ $line =~ ^#\ (CONFIG_[A-Z0-9_]+)\ is\ not\ set$ ]]; then
+			opt=${BASH_REMATCH[1]}
+			grep -q "^$opt=" "$OUTD/.config" || continue
+		else
+			continue
+		fi
+		log "config-fragment option not in final .config: $line"
+		missing=1
+	done <"$FRAG"
+	[[ $missing == 0 ]] || exit 1
+	echo "$ckey" >"$OUTD/.fpio-config-key"
 }
 
 build_one() { # flavor
-	local flavor=$1 key img out tree start
+	local flavor=$1 key img start
 	key=$(key_of "$flavor")
 	img="$CACHE/images/$flavor-$key/bzImage"
-	if [[ -f $img ]]; then
-		log "$flavor: cached ($img)"
-		ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
-		return
+	if [[ ! -f $img ]]; then
+		# one build at a time (the check above needs no lock: images appear atomically)
+		exec 9>"$CACHE/build/.lock"
+		flock 9
 	fi
-	# one build at a time (the check above needs no lock: images appear atomically)
-	exec 9>"$CACHE/build/.lock"
-	flock 9
 	if [[ -f $img ]]; then
 		log "$flavor: cached ($img)"
 		ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
@@ -119,53 +218,34 @@ build_one() { # flavor
 		return
 	fi
 	start=$(date +%s)
-	tree=$(prepare_source "$flavor" "$key")
-	out="$CACHE/build/$flavor"
-	mkdir -p "$out"
-	local mk=(make -C "$tree" O="$out" ARCH=x86_64 -s)
-	log "$flavor: configuring (tinyconfig + config-fragment) in $out"
-	"${mk[@]}" tinyconfig >/dev/null
-	(cd "$out" && "$tree/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$FRAG" >/dev/null)
-	"${mk[@]}" olddefconfig >/dev/null
-	# Every option the fragment asks for must have survived olddefconfig.
-	local missing=0 line
-	while IFS= read -r line; do
-		[[ $line =~ ^CONFIG_[A-Z0-9_]+=y$ ]] || continue
-		if ! grep -qx "$line" "$out/.config"; then
-			log "$flavor: config-fragment option not in final .config: $line"
-			missing=1
-		fi
-	done <"$FRAG"
-	[[ $missing == 0 ]] || exit 1
-	log "$flavor: building bzImage (nice -n 19, -j$JOBS); log $out/build.log"
-	if ! nice -n 19 "${mk[@]}" -j"$JOBS" bzImage >"$out/build.log" 2>&1; then
-		tail -n 40 "$out/build.log" >&2
+	set_config "$flavor"
+	ensure_work_tree
+	set_tree_state "$flavor"
+	configure
+	log "$flavor: building bzImage (nice -n 19, -j$JOBS); log $OUTD/build-$flavor.log"
+	if ! nice -n 19 make -C "$WORK" O="$OUTD" ARCH=x86_64 -s -j"$JOBS" bzImage \
+		>"$OUTD/build-$flavor.log" 2>&1; then
+		tail -n 40 "$OUTD/build-$flavor.log" >&2
 		log "$flavor: build failed"
 		exit 1
 	fi
-	if grep -n "warning:" "$out/build.log" | grep -q "fs/fuse/"; then
-		grep -n "warning:" "$out/build.log" | grep "fs/fuse/" >&2
-		log "$flavor: compiler warnings in fs/fuse"
+	if grep -n "warning:" "$OUTD/build-$flavor.log" | grep -q "fs/fuse/\|fs/backing-file"; then
+		grep -n "warning:" "$OUTD/build-$flavor.log" | grep "fs/fuse/\|fs/backing-file" >&2
+		log "$flavor: compiler warnings in the code under test"
 		exit 1
 	fi
 	mkdir -p "$(dirname "$img")"
-	cp "$out/arch/x86/boot/bzImage" "$img.tmp"
-	cp "$out/.config" "$(dirname "$img")/config"
+	cp "$OUTD/arch/x86/boot/bzImage" "$img.tmp"
+	cp "$OUTD/.config" "$(dirname "$img")/config"
 	mv "$img.tmp" "$img"
 	ln -sfn "$img" "$CACHE/images/$flavor.bzImage"
 	log "$flavor: built in $(( $(date +%s) - start ))s: $img"
 	exec 9>&-
 }
 
-case $WHICH in
-	stock) build_one stock ;;
-	patched) build_one patched ;;
-	both) build_one stock; build_one patched ;;
-	*) echo "usage: $0 [stock|patched|both]" >&2; exit 2 ;;
-esac
-
-for f in stock patched; do
-	if [[ $WHICH == both || $WHICH == "$f" ]]; then
-		echo "$f=$(readlink -f "$CACHE/images/$f.bzImage")"
-	fi
+for f in "$@"; do
+	build_one "$f"
+done
+for f in "$@"; do
+	echo "$f=$(readlink -f "$CACHE/images/$f.bzImage")"
 done

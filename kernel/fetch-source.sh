@@ -1,55 +1,68 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Fetch Debian's linux-source-6.12 and unpack it into the kernel cache (idempotent).
+# Fetch Debian's linux-source-7.3 and unpack it into the kernel cache (idempotent).
 #
 #   FPIO_KERNEL_CACHE  cache root (default /var/cache/fpio/kernel)
+#   FPIO_KERNEL_DEB    use this linux-source-7.3_*.deb instead of downloading one
 #
 # Prints the path of the unpacked (pristine, never modified) source tree on stdout.
-# The package comes from whichever configured suite has it (bookworm-security carries
-# 6.12.x as linux-source-6.12); if none does, a private apt configuration with a
-# trixie .sources entry is used, so the system's apt configuration is never changed.
+# The package is in trixie-backports (7.3.x-1~bpo13+1). It is fetched through a private
+# apt configuration under the cache (a deb822 .sources file, its own lists and archive
+# dirs), so the system's apt configuration is never read for sources nor changed.
+# The patch level is not pinned: whatever 7.3.x trixie-backports carries is used, and the
+# cache is keyed by the Debian version, so a new upload means one fresh build.
+# A downloaded .deb is reused for FPIO_DEB_MAX_AGE days (default 7) before apt is asked
+# again, so a warm cache needs no network.
 set -euo pipefail
 
 CACHE=${FPIO_KERNEL_CACHE:-/var/cache/fpio/kernel}
-PKG=linux-source-6.12
+SERIES=7.3
+PKG=linux-source-$SERIES
+MAX_AGE=${FPIO_DEB_MAX_AGE:-7}
 mkdir -p "$CACHE/debs"
 
 log() { echo "fetch-source: $*" >&2; }
 
-# A private apt setup pointing at trixie, used only if the system's suites lack the package.
-private_apt_opts() {
-	local d="$CACHE/apt"
-	mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$d/etc/preferences.d"
-	cat >"$d/etc/trixie.sources" <<-EOF
+apt_dir="$CACHE/apt"
+apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
+	-o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
+	-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$apt_dir/etc/preferences.d"
+	-o Dir::State::Status=/dev/null -o APT::Get::List-Cleanup=0 -q)
+private_apt_setup() {
+	mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" \
+		"$apt_dir/etc/sources.list.d" "$apt_dir/etc/preferences.d"
+	cat >"$apt_dir/etc/sources.list.d/trixie-backports.sources" <<-EOS
 	Types: deb
 	URIs: http://deb.debian.org/debian
-	Suites: trixie
+	Suites: trixie-backports
 	Components: main
 	Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-	EOF
-	echo "-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=$d/etc" \
-	     "-o Dir::Etc::sourceparts=$d/etc -o Dir::State::Lists=$d/lists" \
-	     "-o Dir::Cache=$d/cache -o Dir::Etc::Preferences=/dev/null" \
-	     "-o Dir::Etc::PreferencesParts=$d/etc/preferences.d"
+	EOS
 }
 
-# Reuse an already downloaded .deb if there is one (newest version first).
-deb=$(ls -1 "$CACHE"/debs/${PKG}_*.deb 2>/dev/null | sort -V | tail -n1 || true)
-if [[ -z "$deb" ]]; then
-	apt_opts=""
-	if ! apt-cache show "$PKG" >/dev/null 2>&1; then
-		apt-get update -q >&2 || true
+deb=${FPIO_KERNEL_DEB:-}
+if [[ -z $deb ]]; then
+	# newest already downloaded .deb, if recent enough
+	deb=$(ls -1 "$CACHE"/debs/${PKG}_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+	if [[ -n $deb && -n $(find "$deb" -mtime +"$MAX_AGE" 2>/dev/null) ]]; then
+		log "$(basename "$deb") is older than $MAX_AGE days: asking apt for a newer one"
+		old=$deb
+		deb=""
 	fi
-	if ! apt-cache show "$PKG" >/dev/null 2>&1; then
-		log "$PKG not in the configured suites; using a private trixie apt configuration"
-		apt_opts=$(private_apt_opts)
-		# shellcheck disable=SC2086
-		apt-get $apt_opts update -q >&2
+	if [[ -z $deb ]]; then
+		private_apt_setup
+		if apt-get "${apt_opts[@]}" update >&2 &&
+			(cd "$CACHE/debs" && apt-get "${apt_opts[@]}" download "$PKG" >&2); then
+			deb=$(ls -1 "$CACHE"/debs/${PKG}_*.deb | sort -V | tail -n1)
+			touch "$deb"
+		elif [[ -n ${old:-} ]]; then
+			log "apt failed; keeping $(basename "$old")"
+			deb=$old
+		else
+			log "error: could not download $PKG from trixie-backports"
+			exit 1
+		fi
 	fi
-	log "downloading $PKG"
-	# shellcheck disable=SC2086
-	(cd "$CACHE/debs" && apt-get $apt_opts download -q "$PKG" >&2)
-	deb=$(ls -1 "$CACHE"/debs/${PKG}_*.deb | sort -V | tail -n1)
 fi
 
 ver=$(dpkg-deb -f "$deb" Version)
@@ -59,16 +72,15 @@ if [[ -f "$src/.fpio-unpacked" ]]; then
 	exit 0
 fi
 
-log "unpacking $deb (version $ver)"
+log "unpacking $(basename "$deb") (version $ver)"
 rm -rf "$src.tmp"
-mkdir -p "$src.tmp/deb"
-dpkg-deb -x "$deb" "$src.tmp/deb"
-tarball=$(ls -1 "$src.tmp"/deb/usr/src/linux-source-6.12*.tar.* | head -n1)
 mkdir -p "$src.tmp/x"
-tar -C "$src.tmp/x" -xf "$tarball"
+tarball=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep -E "^\./usr/src/$PKG\.tar\.[a-z]+$" | head -n1)
+[[ -n $tarball ]] || { log "error: no /usr/src/$PKG.tar.* in $deb"; exit 1; }
+dpkg-deb --fsys-tarfile "$deb" | tar -xO "$tarball" | tar -C "$src.tmp/x" -xJ
 top=$(ls -1 "$src.tmp/x" | head -n1)
 mv "$src.tmp/x/$top" "$src.tmp/linux"
-rm -rf "$src.tmp/deb" "$src.tmp/x"
+rmdir "$src.tmp/x"
 echo "$ver" >"$src.tmp/linux/.fpio-debian-version"
 touch "$src.tmp/.fpio-unpacked"
 rm -rf "$src"

@@ -4,24 +4,25 @@
 #
 #   run-vm.sh KERNEL INITRAMFS [options]
 #     --append STR     extra kernel command line (e.g. fpio.flavor=patched)
-#     --disk IMG       raw disk image attached as virtio-blk (/dev/vda in the guest)
+#     --disk IMG       raw disk image attached as virtio-blk (/dev/vda in the guest;
+#                      repeat for /dev/vdb, ...)
 #     --log FILE       console log (default: ./vm-console.log)
 #     --timeout SEC    wall-clock limit for the whole VM run (default 900)
 #     --quiet          do not echo the console while it runs
 #
 # Exits 0 only if the console shows "FPIO-VM-RESULT: PASS"; 1 on FAIL, no verdict,
-# or timeout. TCG is used on purpose: /dev/kvm here cannot run a stock guest.
+# or timeout. TCG is used on purpose: CI machines may have no /dev/kvm.
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { sed -n '3,13p' "$0" >&2; exit 2; }
 KERNEL=$1
 INITRD=$2
 shift 2
-APPEND="" DISK="" LOG=./vm-console.log TIMEOUT=900 QUIET=0
+APPEND="" DISKS=() LOG=./vm-console.log TIMEOUT=900 QUIET=0
 while [[ $# -gt 0 ]]; do
 	case $1 in
 		--append) APPEND=$2; shift 2 ;;
-		--disk) DISK=$2; shift 2 ;;
+		--disk) DISKS+=("$2"); shift 2 ;;
 		--log) LOG=$2; shift 2 ;;
 		--timeout) TIMEOUT=$2; shift 2 ;;
 		--quiet) QUIET=1; shift ;;
@@ -42,9 +43,9 @@ args=(
 	-kernel "$KERNEL" -initrd "$INITRD"
 	-append "console=ttyS0 panic=-1 loglevel=4 $APPEND"
 )
-if [[ -n $DISK ]]; then
-	args+=(-drive "file=$DISK,if=virtio,format=raw,cache=unsafe")
-fi
+for d in "${DISKS[@]}"; do
+	args+=(-drive "file=$d,if=virtio,format=raw,cache=unsafe")
+done
 
 mkdir -p "$(dirname "$LOG")"
 start=$(date +%s)

@@ -11,7 +11,7 @@
 #      (FPIO_REQUIRE_IO_URING=1); the fuse module's enable_uring parameter is set
 #      to 1 for this phase only and put back as it was on every way out;
 #   5. the C tests under ASan+UBSan and under valgrind (scripts/test-sanitizers.sh);
-#   6. the kernel tier: stock and patched 6.12 kernels in qemu (kernel/run-tier.sh);
+#   6. the kernel tier: stock and patched Linux 7.3 kernels (lockdep, KASAN) in qemu (kernel/run-tier.sh);
 #   7. the Debian packages: release tarball, .deb build offline, install, consumers
 #      and the fuse-overlayfs adopter against them (scripts/test-packages.sh).
 # A skipped test is a failure here (FPIO_REQUIRE_MOUNT=1). The last line is
@@ -160,7 +160,7 @@ if [ "$want_kernel" = 1 ]; then
   else
     total_fail=$((total_fail + 1)); line="no result line"; rc=1
   fi
-  phase_done "kernel tier (stock + patched VM)" "$t0" "$rc" "$line"
+  phase_done "kernel tier (stock + patched 7.3 VM)" "$t0" "$rc" "$line"
 fi
 
 t0=$SECONDS rc=0 res=$(mktemp)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Build the probe binaries (static, no libfuse) into OUTDIR.
 #   build.sh OUTDIR KERNEL_SOURCE_DIR
-# <linux/fuse.h> is taken from the kernel source (6.12 uapi: passthrough, backing ids),
+# <linux/fuse.h> is taken from the kernel source (7.3 uapi: passthrough, backing ids),
 # since the build host's linux-libc-dev may be older.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

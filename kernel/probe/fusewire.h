@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Minimal raw /dev/fuse plumbing shared by the probe servers (no libfuse).
- * <linux/fuse.h> must be the 6.12 uapi header (probe/build.sh copies it from the
+ * <linux/fuse.h> must be the 7.3 uapi header (probe/build.sh copies it from the
  * kernel source), for FUSE_PASSTHROUGH, max_stack_depth and backing_id.
  */
 #ifndef FPIO_PROBE_FUSEWIRE_H
@@ -50,6 +50,27 @@ static inline int fw_mount(const char *mnt, const char *fsname)
 		 "fd=%d,rootmode=40755,user_id=0,group_id=0,allow_other", fd);
 	if (mount(fsname, mnt, "fuse", MS_NOSUID | MS_NODEV, opts) < 0)
 		fw_die("mount %s: %s", mnt, strerror(errno));
+	return fd;
+}
+
+/*
+ * The same as a "fuseblk" mount on the block device dev. A file system of another
+ * type than the passthrough mount above it: the two super blocks' freeze protection
+ * (sb_writers) then has different lockdep classes. Stacked on a plain "fuse" mount,
+ * lockdep reports the passthrough write's sb_start_write() on the backing file
+ * (inside the fuse file's own) as "possible recursive locking" and turns itself off.
+ */
+static inline int fw_mount_blk(const char *mnt, const char *dev)
+{
+	char opts[256];
+	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		fw_die("open /dev/fuse: %s", strerror(errno));
+	snprintf(opts, sizeof(opts),
+		 "fd=%d,rootmode=40755,user_id=0,group_id=0,allow_other,blksize=4096", fd);
+	if (mount(dev, mnt, "fuseblk", MS_NOSUID | MS_NODEV, opts) < 0)
+		fw_die("mount fuseblk %s on %s: %s", dev, mnt, strerror(errno));
 	return fd;
 }
 

@@ -2,14 +2,19 @@
 /*
  * innerfs: the inner FUSE file system of the parallel-write probe.
  *
- *   innerfs MOUNTPOINT SIZE_MIB
+ *   innerfs MOUNTPOINT SIZE_MIB [BLOCK_DEVICE]
+ *
+ * With BLOCK_DEVICE (any unused one; nothing is read or written on it) the mount is a
+ * "fuseblk" one, so that lockdep tells its super block from the passthrough mount's
+ * (see fw_mount_blk()).
  *
  * Serves two files from memory:
  *   data  regular file of SIZE_MIB MiB (zeros), opened FOPEN_DIRECT_IO |
  *         FOPEN_PARALLEL_DIRECT_WRITES so that this mount itself lets
  *         overwrites reach us in parallel;
- *   ctl   control file: write "reset", "hold MS" or "nohold"; read it for
- *         "max_inflight=N writes=N hold_timeouts=N hold_ms=N\n".
+ *   ctl   control file: write "reset", "hold MS", "nohold" or "release" (lets the
+ *         WRITEs held right now go on at once); read it for
+ *         "max_inflight=N writes=N hold_timeouts=N hold_ms=N inflight=N\n".
  *
  * Every WRITE of data counts as in flight from its arrival until just before its
  * reply is sent. With "hold MS" armed, each WRITE waits until two WRITEs have been
@@ -22,6 +27,7 @@
  */
 #include "fusewire.h"
 
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -33,7 +39,7 @@ static uint64_t data_size;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
 static int inflight, max_inflight, hold_timeouts;
-static unsigned long long writes;
+static unsigned long long writes, release_gen;
 static long hold_ms;
 
 enum { INO_DATA = 2, INO_CTL = 3 };
@@ -95,6 +101,7 @@ static void *data_write(void *arg)
 	}
 	if (hold_ms > 0) {
 		struct timespec dl;
+		unsigned long long gen = release_gen;
 
 		clock_gettime(CLOCK_MONOTONIC, &dl);
 		dl.tv_sec += hold_ms / 1000;
@@ -103,9 +110,9 @@ static void *data_write(void *arg)
 			dl.tv_sec++;
 			dl.tv_nsec -= 1000000000L;
 		}
-		while (max_inflight < 2) {
+		while (max_inflight < 2 && gen == release_gen) {
 			if (pthread_cond_timedwait(&cv, &mu, &dl) == ETIMEDOUT) {
-				if (max_inflight < 2)
+				if (max_inflight < 2 && gen == release_gen)
 					hold_timeouts++;
 				break;
 			}
@@ -151,6 +158,8 @@ static void ctl_command(const char *cmd, size_t len)
 		hold_ms = strtol(buf + 5, NULL, 10);
 	} else if (!strncmp(buf, "nohold", 6)) {
 		hold_ms = 0;
+	} else if (!strncmp(buf, "release", 7)) {
+		release_gen++;
 	}
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
@@ -244,8 +253,8 @@ static void handle(struct fuse_in_header *ih, void *arg, size_t arglen)
 
 			pthread_mutex_lock(&mu);
 			n = snprintf(buf, sizeof(buf),
-				     "max_inflight=%d writes=%llu hold_timeouts=%d hold_ms=%ld\n",
-				     max_inflight, writes, hold_timeouts, hold_ms);
+				     "max_inflight=%d writes=%llu hold_timeouts=%d hold_ms=%ld inflight=%d\n",
+				     max_inflight, writes, hold_timeouts, hold_ms, inflight);
 			pthread_mutex_unlock(&mu);
 			if (in->offset >= (uint64_t)n)
 				n = 0;
@@ -299,9 +308,27 @@ static void handle(struct fuse_in_header *ih, void *arg, size_t arglen)
 		}
 		break;
 	}
+	case FUSE_FALLOCATE: { /* memory needs no allocation: sizes only */
+		struct fuse_fallocate_in *in = arg;
+		int err = 0;
+
+		if (ih->nodeid != INO_DATA || (in->mode & ~FALLOC_FL_KEEP_SIZE)) {
+			fw_reply(devfd, u, -EOPNOTSUPP, NULL, 0);
+			break;
+		}
+		pthread_mutex_lock(&mu);
+		if (in->offset + in->length > mem_cap)
+			err = -EFBIG;
+		else if (!(in->mode & FALLOC_FL_KEEP_SIZE) && in->offset + in->length > data_size)
+			data_size = in->offset + in->length;
+		pthread_mutex_unlock(&mu);
+		fw_reply(devfd, u, err, NULL, 0);
+		break;
+	}
 	case FUSE_READDIR:
 		fw_reply_empty_readdir(devfd, u);
 		break;
+	case FUSE_DESTROY: /* fuseblk: umount waits for this reply */
 	case FUSE_RELEASE:
 	case FUSE_RELEASEDIR:
 	case FUSE_FLUSH:
@@ -328,8 +355,8 @@ int main(int argc, char **argv)
 	uint8_t *buf;
 
 	fw_prog = "innerfs";
-	if (argc != 3)
-		fw_die("usage: innerfs MOUNTPOINT SIZE_MIB");
+	if (argc != 3 && argc != 4)
+		fw_die("usage: innerfs MOUNTPOINT SIZE_MIB [BLOCK_DEVICE]");
 	mem_cap = 4 * strtoull(argv[2], NULL, 10) << 20;
 	data_size = mem_cap / 4;
 	mem = calloc(1, mem_cap);
@@ -340,7 +367,7 @@ int main(int argc, char **argv)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&cv, &ca);
 
-	devfd = fw_mount(argv[1], "innerfs");
+	devfd = argc == 4 ? fw_mount_blk(argv[1], argv[3]) : fw_mount(argv[1], "innerfs");
 	for (;;) {
 		ssize_t n = read(devfd, buf, FW_BUFSIZE);
 		struct fuse_in_header *ih = (struct fuse_in_header *)buf;

@@ -9,12 +9,26 @@
  *     --report-size N    report min(real size, N) bytes as the file size, so that
  *                        writes past N are "extending" for this mount while still
  *                        being overwrites of the backing file
+ *     --inner-ctl PATH   innerfs's ctl file (the backing file is innerfs's data):
+ *                        every GETXATTR, SETATTR and FALLOCATE of data reads it, and
+ *                        counts as "X_during_write" if innerfs has a WRITE in flight.
+ *                        The kernel sends SETATTR and FALLOCATE under the exclusive
+ *                        inode lock, so a write of the same inode in flight at that
+ *                        moment means a lock rule was broken; so does a GETXATTR that
+ *                        comes from a write's privilege removal (file_remove_privs()
+ *                        runs under the writer's exclusive lock). truncate() also
+ *                        asks (dentry_needs_remove_privs()) before taking the lock:
+ *                        the caller knows which GETXATTRs count.
  *
- * Serves one file, "data", whose opens are FOPEN_PASSTHROUGH (+ PARALLEL_DIRECT_WRITES)
- * on BACKING_FILE. One backing id per inode, shared by its opens, closed at the
- * last release. The backing file is opened O_RDWR, plus O_DIRECT when the open that
- * registers it has O_DIRECT (6.12 does not pass IOCB_DIRECT to the backing file
- * for synchronous writes, so this decides whether backing writes are direct).
+ * Besides "data" it serves "ctl" (direct io, not passthrough): read it for
+ * "getxattr=N setattr=N fallocate=N getxattr_during_write=N setattr_during_write=N
+ *  fallocate_during_write=N opens=N writes_to_server=N\n".
+ *
+ * "data"'s opens are FOPEN_PASSTHROUGH (+ PARALLEL_DIRECT_WRITES) on BACKING_FILE.
+ * One backing id per inode, shared by its opens, closed at the last release. The fd
+ * registered is a plain O_RDWR one: the kernel opens its own backing file for every
+ * passthrough open with that open's flags (O_DIRECT, O_APPEND included), so the
+ * registered fd only names the file and carries the server's credentials.
  * GETXATTR answers ENODATA, so after the first write file_remove_privs() marks the
  * inode S_NOSEC (with KILLPRIV_V2 the super block is SB_NOSEC).
  */
@@ -26,11 +40,58 @@ static int devfd;
 static const char *backing_path;
 static int opt_depth = 2, opt_killpriv = 1, opt_parallel = 1;
 static uint64_t opt_report_size = UINT64_MAX;
+static const char *opt_inner_ctl;
 
 static int backing_fd = -1, backing_id, backing_refs;
-static unsigned long long n_getxattr, n_opens, n_writes;
+static unsigned long long n_getxattr, n_opens, n_writes, n_setattr, n_fallocate;
+static unsigned long long dw_getxattr, dw_setattr, dw_fallocate;
 
-enum { INO_DATA = 2 };
+enum { INO_DATA = 2, INO_CTL = 3 };
+
+/* Called for requests the kernel sends with the inode lock held exclusively: a
+ * WRITE of the backing file in flight at innerfs at the same time breaks the rule. */
+static void check_exclusive(const char *what, unsigned long long *during_write)
+{
+	char buf[256], *p;
+	int fd, n, inflight;
+
+	if (!opt_inner_ctl)
+		return;
+	fd = open(opt_inner_ctl, O_RDONLY);
+	if (fd < 0)
+		fw_die("open %s: %s", opt_inner_ctl, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		fw_die("read %s", opt_inner_ctl);
+	buf[n] = 0;
+	p = strstr(buf, "inflight=");
+	for (;;) { /* the last "inflight=", not "max_inflight=" */
+		char *q = p ? strstr(p + 1, " inflight=") : NULL;
+
+		if (!q)
+			break;
+		p = q + 1;
+	}
+	if (!p || p == buf || p[-1] != ' ')
+		fw_die("no inflight= in %s", opt_inner_ctl);
+	inflight = atoi(p + strlen("inflight="));
+	if (inflight > 0) {
+		(*during_write)++;
+		fprintf(stderr, "ptfs: %s arrived while %d backing WRITE(s) were in flight\n",
+			what, inflight);
+	}
+}
+
+static void ctl_attr(struct fuse_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = INO_CTL;
+	a->mode = S_IFREG | 0444;
+	a->nlink = 1;
+	a->size = 4096;
+	a->blksize = 4096;
+}
 
 static int data_attr(struct fuse_attr *a)
 {
@@ -91,6 +152,11 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		break;
 	}
 	case FUSE_LOOKUP:
+		if (ih->nodeid == FUSE_ROOT_ID && !strcmp(arg, "ctl")) {
+			ctl_attr(&a);
+			fw_reply_entry(devfd, u, INO_CTL, &a, 3600);
+			break;
+		}
 		if (ih->nodeid != FUSE_ROOT_ID || strcmp(arg, "data")) {
 			fw_reply(devfd, u, -ENOENT, NULL, 0);
 			break;
@@ -105,6 +171,9 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		if (ih->nodeid == FUSE_ROOT_ID) {
 			fw_root_attr(&a);
 			err = 0;
+		} else if (ih->nodeid == INO_CTL) {
+			ctl_attr(&a);
+			err = 0;
 		} else {
 			err = data_attr(&a);
 		}
@@ -116,6 +185,10 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		err = 0;
 		if (ih->nodeid != INO_DATA)
 			err = -EPERM;
+		if (!err) {
+			n_setattr++;
+			check_exclusive("SETATTR", &dw_setattr);
+		}
 		if (!err && (in->valid & FATTR_SIZE) && truncate(backing_path, in->size) < 0)
 			err = -errno;
 		if (!err && (in->valid & FATTR_MODE) && chmod(backing_path, in->mode & 07777) < 0)
@@ -126,9 +199,13 @@ static void handle(struct fuse_in_header *ih, void *arg)
 		break;
 	}
 	case FUSE_OPEN: {
-		struct fuse_open_in *in = arg;
 		struct fuse_open_out out = { 0 };
 
+		if (ih->nodeid == INO_CTL) {
+			out.open_flags = FOPEN_DIRECT_IO;
+			fw_reply(devfd, u, 0, &out, sizeof(out));
+			break;
+		}
 		if (ih->nodeid != INO_DATA) {
 			fw_reply(devfd, u, -EISDIR, NULL, 0);
 			break;
@@ -138,7 +215,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			int id;
 
 			backing_fd = open(backing_path,
-					  O_RDWR | O_CLOEXEC | (in->flags & O_DIRECT));
+					  O_RDWR | O_CLOEXEC);
 			if (backing_fd < 0) {
 				fw_reply(devfd, u, -errno, NULL, 0);
 				break;
@@ -187,12 +264,47 @@ static void handle(struct fuse_in_header *ih, void *arg)
 	case FUSE_READDIR:
 		fw_reply_empty_readdir(devfd, u);
 		break;
+	case FUSE_READ: { /* ctl only: data is passthrough */
+		struct fuse_read_in *in = arg;
+		char buf[256];
+		int n;
+
+		if (ih->nodeid != INO_CTL) {
+			fw_reply(devfd, u, -EIO, NULL, 0);
+			break;
+		}
+		n = snprintf(buf, sizeof(buf), "getxattr=%llu setattr=%llu fallocate=%llu "
+			     "getxattr_during_write=%llu setattr_during_write=%llu "
+			     "fallocate_during_write=%llu opens=%llu writes_to_server=%llu\n",
+			     n_getxattr, n_setattr, n_fallocate, dw_getxattr, dw_setattr,
+			     dw_fallocate, n_opens, n_writes);
+		if (in->offset >= (uint64_t)n)
+			n = 0;
+		else
+			n -= in->offset;
+		fw_reply(devfd, u, 0, buf + (n > 0 ? in->offset : 0), n);
+		break;
+	}
+	case FUSE_FALLOCATE: {
+		struct fuse_fallocate_in *in = arg;
+
+		n_fallocate++;
+		check_exclusive("FALLOCATE", &dw_fallocate);
+		err = 0;
+		if (ih->nodeid != INO_DATA || backing_fd < 0)
+			err = -EBADF;
+		else if (fallocate(backing_fd, in->mode, in->offset, in->length) < 0)
+			err = -errno;
+		fw_reply(devfd, u, err, NULL, 0);
+		break;
+	}
 	case FUSE_WRITE: /* only reached if passthrough did not take the write */
 		n_writes++;
 		fw_reply(devfd, u, -EIO, NULL, 0);
 		break;
 	case FUSE_GETXATTR:
 		n_getxattr++;
+		check_exclusive("GETXATTR", &dw_getxattr);
 		fw_reply(devfd, u, -ENODATA, NULL, 0);
 		break;
 	case FUSE_LISTXATTR:
@@ -231,12 +343,15 @@ int main(int argc, char **argv)
 			opt_parallel = 0;
 		else if (!strcmp(argv[i], "--report-size") && i + 1 < argc)
 			opt_report_size = strtoull(argv[++i], NULL, 0);
+		else if (!strcmp(argv[i], "--inner-ctl") && i + 1 < argc)
+			opt_inner_ctl = argv[++i];
 		else
 			fw_die("unknown option %s", argv[i]);
 	}
 	if (argc - i != 2)
 		fw_die("usage: ptfs [--depth N] [--no-killpriv] [--no-parallel] "
-		       "[--report-size N] MOUNTPOINT BACKING_FILE");
+		       "[--report-size N] [--inner-ctl PATH] "
+		       "MOUNTPOINT BACKING_FILE");
 	backing_path = argv[i + 1];
 	buf = malloc(FW_BUFSIZE);
 	if (!buf)
