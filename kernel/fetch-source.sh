@@ -24,7 +24,9 @@ mkdir -p "$CACHE/debs"
 log() { echo "fetch-source: $*" >&2; }
 
 apt_dir="$CACHE/apt"
-apt_opts=(-o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
+# Check-Valid-Until=false: a mirror whose copy of a suite stops syncing serves a
+# Release file still signed but past its Valid-Until; the signature is checked.
+apt_opts=(-o Acquire::Check-Valid-Until=false -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$apt_dir/etc/sources.list.d"
 	-o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
 	-o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$apt_dir/etc/preferences.d"
 	-o Dir::State::Status=/dev/null -o APT::Get::List-Cleanup=0 -q)
