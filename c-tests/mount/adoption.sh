@@ -125,8 +125,9 @@ not-root)
   srvdir=$FPIO_TMP/server
   mkdir -m 755 "$srvdir"
   cp "$FPIO_SERVER" "$srvdir/server"
-  lib=$(ldd "$FPIO_SERVER" | awk '$1 == "libfpio.so.0" { print $3 }')
-  [ -f "$lib" ] || fail "ldd finds no libfpio.so.0 for $FPIO_SERVER"
+  # What ldd prints, from the dynamic loader itself (a VM may have no ldd).
+  lib=$(LD_TRACE_LOADED_OBJECTS=1 "$FPIO_SERVER" | awk '$1 == "libfpio.so.0" { print $3 }')
+  [ -f "$lib" ] || fail "the loader finds no libfpio.so.0 for $FPIO_SERVER"
   cp -L "$lib" "$srvdir/libfpio.so.0"
   FPIO_LOG=$FPIO_TMP/server.log FPIO_COUNTERS=$FPIO_TMP/counters FPIO_SNAP=$FPIO_TMP/snap
   fpio_logs+=("$FPIO_LOG")
