@@ -38,8 +38,10 @@ static inline void fw_die(const char *fmt, ...)
 	exit(1);
 }
 
-/* Open /dev/fuse and mount it at mnt. Returns the device fd. */
-static inline int fw_mount(const char *mnt, const char *fsname)
+/* Open /dev/fuse and mount it at mnt as type ("fuse" or "fuseblk") with the
+ * source given and extra options appended. Returns the device fd. */
+static inline int fw_mount_as(const char *mnt, const char *source, const char *type,
+			      const char *extra)
 {
 	char opts[256];
 	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
@@ -47,10 +49,15 @@ static inline int fw_mount(const char *mnt, const char *fsname)
 	if (fd < 0)
 		fw_die("open /dev/fuse: %s", strerror(errno));
 	snprintf(opts, sizeof(opts),
-		 "fd=%d,rootmode=40755,user_id=0,group_id=0,allow_other", fd);
-	if (mount(fsname, mnt, "fuse", MS_NOSUID | MS_NODEV, opts) < 0)
-		fw_die("mount %s: %s", mnt, strerror(errno));
+		 "fd=%d,rootmode=40755,user_id=0,group_id=0,allow_other%s", fd, extra);
+	if (mount(source, mnt, type, MS_NOSUID | MS_NODEV, opts) < 0)
+		fw_die("mount %s %s on %s: %s", type, source, mnt, strerror(errno));
 	return fd;
+}
+
+static inline int fw_mount(const char *mnt, const char *fsname)
+{
+	return fw_mount_as(mnt, fsname, "fuse", "");
 }
 
 /*
@@ -62,16 +69,7 @@ static inline int fw_mount(const char *mnt, const char *fsname)
  */
 static inline int fw_mount_blk(const char *mnt, const char *dev)
 {
-	char opts[256];
-	int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0)
-		fw_die("open /dev/fuse: %s", strerror(errno));
-	snprintf(opts, sizeof(opts),
-		 "fd=%d,rootmode=40755,user_id=0,group_id=0,allow_other,blksize=4096", fd);
-	if (mount(dev, mnt, "fuseblk", MS_NOSUID | MS_NODEV, opts) < 0)
-		fw_die("mount fuseblk %s on %s: %s", dev, mnt, strerror(errno));
-	return fd;
+	return fw_mount_as(mnt, dev, "fuseblk", ",blksize=4096");
 }
 
 /* Send a reply: error (0 or -errno) and an optional payload. */
