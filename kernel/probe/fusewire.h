@@ -72,6 +72,17 @@ static inline int fw_mount_blk(const char *mnt, const char *dev)
 	return fw_mount_as(mnt, dev, "fuseblk", ",blksize=4096");
 }
 
+/* Attributes of a server's small control file (ino, mode bits, 4 KiB). */
+static inline void fw_ctl_attr(struct fuse_attr *a, uint64_t ino, unsigned int perm)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = ino;
+	a->mode = S_IFREG | perm;
+	a->nlink = 1;
+	a->size = 4096;
+	a->blksize = 4096;
+}
+
 /* Send a reply: error (0 or -errno) and an optional payload. */
 static inline int fw_reply(int fd, uint64_t unique, int error, const void *data,
 		    size_t len)

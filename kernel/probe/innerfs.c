@@ -57,16 +57,6 @@ static void data_attr(struct fuse_attr *a)
 	a->blocks = (a->size + 511) / 512;
 }
 
-static void ctl_attr(struct fuse_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->ino = INO_CTL;
-	a->mode = S_IFREG | 0644;
-	a->nlink = 1;
-	a->size = 4096;
-	a->blksize = 4096;
-}
-
 static int ino_attr(uint64_t ino, struct fuse_attr *a)
 {
 	if (ino == FUSE_ROOT_ID)
@@ -74,7 +64,7 @@ static int ino_attr(uint64_t ino, struct fuse_attr *a)
 	else if (ino == INO_DATA)
 		data_attr(a);
 	else if (ino == INO_CTL)
-		ctl_attr(a);
+		fw_ctl_attr(a, INO_CTL, 0644);
 	else
 		return -ENOENT;
 	return 0;

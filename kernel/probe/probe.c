@@ -842,6 +842,24 @@ static off_t size_of(const char *path)
 }
 
 /*
+ * One setfl case: open file with flags, change them with F_SETFL (set, then
+ * clear), write BS bytes of fill at off. Only the fcntl() decides what the
+ * backing file should do.
+ */
+static void setfl_write(const char *file, int flags, int set, int clear, void *b, int fill,
+			off_t off)
+{
+	int fd = open(file, flags);
+
+	if (fd < 0 || fcntl(fd, F_SETFL, (fcntl(fd, F_GETFL) | set) & ~clear) < 0)
+		die("open/F_SETFL %s", file);
+	memset(b, fill, BS);
+	if (pwrite(fd, b, BS, off) != BS)
+		die("pwrite %s", file);
+	close(fd);
+}
+
+/*
  * setfl FILE BACKING --expect fixed|upstream
  *   FILE: a passthrough file (ptfs) whose backing file is BACKING (on ext4, for the
  *   page-cache checks). fcntl(F_SETFL) toggles of O_APPEND and O_DIRECT on FILE must
@@ -857,7 +875,7 @@ static off_t size_of(const char *path)
 static int cmd_setfl(int argc, char **argv)
 {
 	const char *file, *back;
-	int fixed, fd, fails = 0, landed_at_0, at_end, c;
+	int fixed, fails = 0, landed_at_0, at_end, c;
 	off_t size0;
 	void *b = xalign(BS);
 	const char *res;
@@ -873,13 +891,7 @@ static int cmd_setfl(int argc, char **argv)
 
 	/* append-off */
 	size0 = size_of(back);
-	fd = open(file, O_RDWR | O_APPEND);
-	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_APPEND) < 0)
-		die("open/F_SETFL %s", file);
-	memset(b, 'A', BS);
-	if (pwrite(fd, b, BS, 0) != BS)
-		die("pwrite %s", file);
-	close(fd);
+	setfl_write(file, O_RDWR | O_APPEND, 0, O_APPEND, b, 'A', 0);
 	landed_at_0 = block_is(back, 0, b);
 	at_end = size_of(back) == size0 + BS && block_is(back, size0, b);
 	res = landed_at_0 && size_of(back) == size0 ? "at offset 0" : at_end ? "at the end" : "elsewhere";
@@ -889,13 +901,7 @@ static int cmd_setfl(int argc, char **argv)
 
 	/* append-on */
 	size0 = size_of(back);
-	fd = open(file, O_RDWR);
-	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_APPEND) < 0)
-		die("open/F_SETFL %s", file);
-	memset(b, 'B', BS);
-	if (pwrite(fd, b, BS, 0) != BS)
-		die("write %s", file);
-	close(fd);
+	setfl_write(file, O_RDWR, O_APPEND, 0, b, 'B', 0);
 	at_end = size_of(back) == size0 + BS && block_is(back, size0, b);
 	printf("setfl[append-on]: O_APPEND set, write landed %s: %s\n",
 	       at_end ? "at the end" : block_is(back, 0, b) ? "at offset 0" : "elsewhere",
@@ -903,28 +909,16 @@ static int cmd_setfl(int argc, char **argv)
 	fails += !at_end;
 
 	/* direct-on: the backing write must bypass the backing page cache */
-	fd = open(file, O_RDWR);
-	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_DIRECT) < 0)
-		die("open/F_SETFL %s", file);
 	drop_cache(back);
-	memset(b, 'C', BS);
-	if (pwrite(fd, b, BS, 8 * BS) != BS)
-		die("pwrite %s", file);
-	close(fd);
+	setfl_write(file, O_RDWR, O_DIRECT, 0, b, 'C', 8 * BS);
 	c = cached(back, 8 * BS);
 	printf("setfl[direct-on]: O_DIRECT set, backing write was %s: %s\n",
 	       c ? "buffered" : "direct", c == !fixed ? "ok" : "WRONG");
 	fails += c != !fixed;
 
 	/* direct-off */
-	fd = open(file, O_RDWR | O_DIRECT);
-	if (fd < 0 || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_DIRECT) < 0)
-		die("open/F_SETFL %s", file);
 	drop_cache(back);
-	memset(b, 'D', BS);
-	if (pwrite(fd, b, BS, 16 * BS) != BS)
-		die("pwrite %s", file);
-	close(fd);
+	setfl_write(file, O_RDWR | O_DIRECT, 0, O_DIRECT, b, 'D', 16 * BS);
 	c = cached(back, 16 * BS);
 	printf("setfl[direct-off]: O_DIRECT cleared, backing write was %s: %s\n",
 	       c ? "buffered" : "direct", c == fixed ? "ok" : "WRONG");

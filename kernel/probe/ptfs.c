@@ -83,16 +83,6 @@ static void check_exclusive(const char *what, unsigned long long *during_write)
 	}
 }
 
-static void ctl_attr(struct fuse_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	a->ino = INO_CTL;
-	a->mode = S_IFREG | 0444;
-	a->nlink = 1;
-	a->size = 4096;
-	a->blksize = 4096;
-}
-
 static int data_attr(struct fuse_attr *a)
 {
 	struct stat st;
@@ -153,7 +143,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 	}
 	case FUSE_LOOKUP:
 		if (ih->nodeid == FUSE_ROOT_ID && !strcmp(arg, "ctl")) {
-			ctl_attr(&a);
+			fw_ctl_attr(&a, INO_CTL, 0444);
 			fw_reply_entry(devfd, u, INO_CTL, &a, 3600);
 			break;
 		}
@@ -172,7 +162,7 @@ static void handle(struct fuse_in_header *ih, void *arg)
 			fw_root_attr(&a);
 			err = 0;
 		} else if (ih->nodeid == INO_CTL) {
-			ctl_attr(&a);
+			fw_ctl_attr(&a, INO_CTL, 0444);
 			err = 0;
 		} else {
 			err = data_attr(&a);
