@@ -32,6 +32,7 @@ static const char *const expected_counter_names[] = {
     "req_read",            "req_write",
     "req_getxattr",        "req_total",
     "fallback_direct_opens", "stale_refused",
+    "fallback_request_unseen",
 };
 
 /* Values beyond the 8 defined bits: the io mode must ignore them. */
@@ -356,6 +357,29 @@ static void test_release_null_session(void) {
   CHECK_EQ(fpio_release(SESSION_SENTINEL, 2, &fi), -EINVAL);
 }
 
+/* High-level entry points outside any high-level server: without fpio they
+ * change nothing; bad pointers and flags are refused before anything else. */
+static void test_high_level_without_fpio(void) {
+  struct fuse_file_info fi, before;
+  struct fuse_conn_info conn;
+  struct fpio_session *s = SESSION_SENTINEL;
+  long cfg[64];
+  memset(&fi, 0x5a, sizeof fi);
+  before = fi;
+  CHECK_EQ(fpio_fuse_open(0, &fi), 0);
+  CHECK(memcmp(&fi, &before, sizeof fi) == 0);
+  CHECK_EQ(fpio_fuse_open(-1, NULL), -EINVAL);
+  CHECK_EQ(fpio_fuse_release(&fi), 0);
+  CHECK_EQ(fpio_fuse_release(NULL), -EINVAL);
+  CHECK_EQ(fpio_fuse_session(&s), -ENOENT);
+  CHECK(s == SESSION_SENTINEL);
+  CHECK_EQ(fpio_fuse_session(NULL), -EINVAL);
+  memset(&conn, 0, sizeof conn);
+  CHECK_EQ(fpio_fuse_init(NULL, (struct fuse_config *)cfg, 0), -EINVAL);
+  CHECK_EQ(fpio_fuse_init(&conn, NULL, 0), -EINVAL);
+  CHECK_EQ(fpio_fuse_init(&conn, (struct fuse_config *)cfg, 1u << 30), -EINVAL);
+}
+
 int main(void) {
   check_group_begin("version");
   RUN(test_version_string_matches_macros);
@@ -391,6 +415,7 @@ int main(void) {
   RUN(test_reply_open_null_session);
   RUN(test_reply_create_null_session);
   RUN(test_release_null_session);
+  RUN(test_high_level_without_fpio);
   check_group_end();
 
   return check_finish();

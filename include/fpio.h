@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT
  *
- * fpio: FUSE passthrough with parallel direct writes for libfuse lowlevel servers.
+ * fpio: FUSE passthrough with parallel direct writes for libfuse servers,
+ * lowlevel (fpio_session_*, fpio_reply_*) and high-level (fpio_fuse_*).
  *
  * This header includes no libfuse header and defines no FUSE_USE_VERSION:
- * include it after your own <fuse_lowlevel.h>, at your own API level (3.14,
- * 3.17 and 3.18 alike). libfuse's types appear only as incomplete structs.
+ * include it after your own <fuse_lowlevel.h> or <fuse.h>, at your own API
+ * level (3.14, 3.17 and 3.18 alike). libfuse's types appear only as
+ * incomplete structs.
  *
  * Ownership: fpio_session_new() gives the caller a handle, freed with
  * fpio_session_free() after the loop; fpio keeps no fd of the caller's;
@@ -14,7 +16,9 @@
  *
  * Threads: fpio_session_new/_free once each, outside the loop;
  * fpio_session_init from the server's init(); every other function from any
- * thread at any time while the session lives.
+ * thread at any time while the session lives. High-level servers:
+ * fpio_fuse_init from init(), fpio_fuse_open/_release from open()/create()
+ * and release(); fpio owns that session (see fpio_fuse_init).
  */
 
 #ifndef FPIO_H
@@ -29,6 +33,7 @@ struct fuse_req;
 struct fuse_file_info;
 struct fuse_entry_param;
 struct fuse_conn_info;
+struct fuse_config;
 
 /* FOPEN_IOMODE() and FOPEN_IOMODE_IS_{CACHED,DIRECT,PASSTHROUGH}(): an open's
  * io mode from its reply flags (its DIRECT_IO and PASSTHROUGH bits); the same
@@ -56,7 +61,7 @@ struct fuse_conn_info;
 /**
  * Minor version.
  */
-#define FPIO_VERSION_MINOR 2
+#define FPIO_VERSION_MINOR 3
 
 /**
  * Patch version.
@@ -306,9 +311,16 @@ struct fuse_conn_info;
 #define FPIO_COUNTER_STALE_REFUSED 21
 
 /**
+ * Fallbacks: a high-level server's open whose request fpio did not see
+ * (libfuse 3.14, which needs fpio to patch the reply: a request read before
+ * fpio wrapped the io, or spliced past it).
+ */
+#define FPIO_COUNTER_FALLBACK_REQUEST_UNSEEN 22
+
+/**
  * The number of counters.
  */
-#define FPIO_COUNTER_COUNT 22
+#define FPIO_COUNTER_COUNT 23
 
 /**
  * The opaque session handle. Create with `fpio_session_new`, free with
@@ -559,6 +571,75 @@ const char *fpio_counter_name(uint32_t counter);
  * for a bad session; -EBADF or the write's errno.
  */
 int fpio_session_write_counters(const struct fpio_session *session, int fd);
+
+/**
+ * Call at the end of a high-level server's init(conn, cfg), with its
+ * arguments (after the server has set its own `conn` wants and `cfg`
+ * options). Attaches fpio to the `struct fuse` whose init() the calling
+ * thread runs, and negotiates as fpio_session_init() does. Where
+ * passthrough can be live, fpio takes over the `cfg` options libfuse would
+ * turn into open flags after open() returned (`kernel_cache`, `auto_cache`,
+ * `direct_io`: the kernel refuses FOPEN_KEEP_CACHE next to passthrough),
+ * and gives each open that does not pass through what they would have
+ * given it; elsewhere `cfg` is left as it is. `flags` are FPIO_SESSION_*.
+ *
+ * Returns 1 if passthrough will be live (the first open, or the probe when
+ * INIT is answered, proves it: see fpio_session_status()), 0 if not,
+ * -EINVAL for NULL arguments or unknown flags, -ENOTCONN if the calling
+ * thread runs no high-level init(), -EALREADY if fpio is attached to this
+ * session already. On an error the server runs as without fpio.
+ *
+ * fpio owns the session: get its handle with fpio_fuse_session() (for the
+ * status and counters); free it with fpio_session_free() from destroy() or
+ * after the loop, or leave it to process exit.
+ *
+ * Thread safety: call only from a high-level server's init() (elsewhere
+ * libfuse's fuse_get_context() may not be set up).
+ */
+int fpio_fuse_init(struct fuse_conn_info *conn, struct fuse_config *cfg, uint32_t flags);
+
+/**
+ * Call at the end of a high-level server's open() and create(), after
+ * setting `fi->fh`, with `backing_fd`: the server's own open fd of the file
+ * this open reads and writes (opened for at least the open's access mode;
+ * fpio keeps no reference to it), or -1 to decline passthrough for this
+ * open. Sets the fields of `fi` that libfuse's reply carries: passthrough
+ * with the backing file's shared backing id where it can, otherwise
+ * exactly what the server and its options asked for (plus
+ * parallel_direct_writes where that is direct io).
+ *
+ * Opens are keyed by their backing file (high-level opens carry no inode
+ * number): all opens of one file share one backing id. Decline either all
+ * opens of a file or none.
+ *
+ * Returns 0; -EINVAL for a NULL `fi`. Without fpio attached (no
+ * fpio_fuse_init(), or it failed) it changes nothing and returns 0. If the
+ * server's open() fails after this call, call fpio_fuse_release().
+ *
+ * Thread safety: from open()/create() on the thread running them, on any
+ * number of threads at once.
+ */
+int fpio_fuse_open(int backing_fd, struct fuse_file_info *fi);
+
+/**
+ * Call from a high-level server's release(), before closing `fi->fh`:
+ * forgets the open fpio_fuse_open() saw, and closes its backing id at its
+ * file's last release. Returns 0 (also without fpio attached); -ENOENT if
+ * fpio has no such open; -EINVAL for a NULL `fi`.
+ *
+ * Thread safety: from release() on the thread running it, on any number of
+ * threads at once.
+ */
+int fpio_fuse_release(const struct fuse_file_info *fi);
+
+/**
+ * The session fpio_fuse_init() attached to the `struct fuse` whose request
+ * or init() the calling thread runs, written to `*session_out`: for
+ * fpio_session_status(), the counters, and fpio_session_free(). It stays
+ * valid until freed. Returns 0; -EINVAL for NULL `session_out`; -ENOENT
+ * if there is none (outside the server's handlers, or fpio not attached).
+ */
+int fpio_fuse_session(struct fpio_session **session_out);
 
 #ifdef __cplusplus
 }  // extern "C"

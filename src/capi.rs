@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use crate::counters::Counter;
 use crate::glue::{
-    self, fuse_conn_info, fuse_entry_param, fuse_file_info, fuse_req, fuse_req_t, fuse_session,
+    self, fuse_config, fuse_conn_info, fuse_entry_param, fuse_file_info, fuse_req, fuse_req_t, fuse_session,
 };
 use crate::iomode::{self, KernelRule};
 use crate::negotiate::Status;
@@ -66,7 +66,7 @@ fn session(p: *const fpio_session) -> Option<Arc<Session>> {
 /// Major version of the fpio API this header describes.
 pub const FPIO_VERSION_MAJOR: u32 = 0;
 /// Minor version.
-pub const FPIO_VERSION_MINOR: u32 = 2;
+pub const FPIO_VERSION_MINOR: u32 = 3;
 /// Patch version.
 pub const FPIO_VERSION_PATCH: u32 = 0;
 
@@ -618,8 +618,12 @@ pub const FPIO_COUNTER_FALLBACK_DIRECT_OPENS: u32 = 20;
 /// Opens refused with ESTALE: the server's fd is another file than the
 /// inode's live backing file.
 pub const FPIO_COUNTER_STALE_REFUSED: u32 = 21;
+/// Fallbacks: a high-level server's open whose request fpio did not see
+/// (libfuse 3.14, which needs fpio to patch the reply: a request read before
+/// fpio wrapped the io, or spliced past it).
+pub const FPIO_COUNTER_FALLBACK_REQUEST_UNSEEN: u32 = 22;
 /// The number of counters.
-pub const FPIO_COUNTER_COUNT: u32 = 22;
+pub const FPIO_COUNTER_COUNT: u32 = 23;
 
 /// Reads one counter into `*value_out`. Returns 0; -EINVAL for a bad
 /// session, NULL `value_out` or a counter >= FPIO_COUNTER_COUNT; -ENODATA for
@@ -672,6 +676,123 @@ pub extern "C" fn fpio_session_write_counters(session: *const fpio_session, fd: 
     }
 }
 
+// ---- high-level (fuse.h) servers ----
+
+/// Call at the end of a high-level server's init(conn, cfg), with its
+/// arguments (after the server has set its own `conn` wants and `cfg`
+/// options). Attaches fpio to the `struct fuse` whose init() the calling
+/// thread runs, and negotiates as fpio_session_init() does. Where
+/// passthrough can be live, fpio takes over the `cfg` options libfuse would
+/// turn into open flags after open() returned (`kernel_cache`, `auto_cache`,
+/// `direct_io`: the kernel refuses FOPEN_KEEP_CACHE next to passthrough),
+/// and gives each open that does not pass through what they would have
+/// given it; elsewhere `cfg` is left as it is. `flags` are FPIO_SESSION_*.
+///
+/// Returns 1 if passthrough will be live (the first open, or the probe when
+/// INIT is answered, proves it: see fpio_session_status()), 0 if not,
+/// -EINVAL for NULL arguments or unknown flags, -ENOTCONN if the calling
+/// thread runs no high-level init(), -EALREADY if fpio is attached to this
+/// session already. On an error the server runs as without fpio.
+///
+/// fpio owns the session: get its handle with fpio_fuse_session() (for the
+/// status and counters); free it with fpio_session_free() from destroy() or
+/// after the loop, or leave it to process exit.
+///
+/// Thread safety: call only from a high-level server's init() (elsewhere
+/// libfuse's fuse_get_context() may not be set up).
+#[no_mangle]
+pub extern "C" fn fpio_fuse_init(conn: *mut fuse_conn_info, cfg: *mut fuse_config, flags: u32) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; conn, cfg);
+        let Some(flags) = SessionFlags::from_bits(flags) else { return -libc::EINVAL };
+        // SAFETY: per the API contract this is a high-level server's init(),
+        // so libfuse's context is set up on this thread.
+        let se = unsafe { glue::context_session() };
+        if se.is_null() {
+            return -libc::ENOTCONN;
+        }
+        // SAFETY: se is the live session whose init() this thread runs; conn
+        // and cfg are that init()'s arguments (API contract).
+        match unsafe { Session::attach_high_level(se, flags, conn, cfg) } {
+            Ok((_, live)) => c_int::from(live),
+            Err(NewError::NotMounted) => -libc::ENOTCONN,
+            Err(NewError::AlreadyAttached) => -libc::EALREADY,
+            Err(NewError::Io(e)) => -e,
+        }
+    }
+}
+
+/// Call at the end of a high-level server's open() and create(), after
+/// setting `fi->fh`, with `backing_fd`: the server's own open fd of the file
+/// this open reads and writes (opened for at least the open's access mode;
+/// fpio keeps no reference to it), or -1 to decline passthrough for this
+/// open. Sets the fields of `fi` that libfuse's reply carries: passthrough
+/// with the backing file's shared backing id where it can, otherwise
+/// exactly what the server and its options asked for (plus
+/// parallel_direct_writes where that is direct io).
+///
+/// Opens are keyed by their backing file (high-level opens carry no inode
+/// number): all opens of one file share one backing id. Decline either all
+/// opens of a file or none.
+///
+/// Returns 0; -EINVAL for a NULL `fi`. Without fpio attached (no
+/// fpio_fuse_init(), or it failed) it changes nothing and returns 0. If the
+/// server's open() fails after this call, call fpio_fuse_release().
+///
+/// Thread safety: from open()/create() on the thread running them, on any
+/// number of threads at once.
+#[no_mangle]
+pub extern "C" fn fpio_fuse_open(backing_fd: c_int, fi: *mut fuse_file_info) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; fi);
+        let Some(s) = session::for_this_thread() else { return 0 };
+        // SAFETY: fi is non-NULL and, per the API contract, the open's own.
+        let info = unsafe { glue::read_fi(fi) };
+        if let Some(set) = s.open_high_level(backing_fd, &info) {
+            // SAFETY: as above.
+            unsafe { glue::write_fi(fi, &set) };
+        }
+        0
+    }
+}
+
+/// Call from a high-level server's release(), before closing `fi->fh`:
+/// forgets the open fpio_fuse_open() saw, and closes its backing id at its
+/// file's last release. Returns 0 (also without fpio attached); -ENOENT if
+/// fpio has no such open; -EINVAL for a NULL `fi`.
+///
+/// Thread safety: from release() on the thread running it, on any number of
+/// threads at once.
+#[no_mangle]
+pub extern "C" fn fpio_fuse_release(fi: *const fuse_file_info) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; fi);
+        let Some(s) = session::for_this_thread() else { return 0 };
+        // SAFETY: fi is non-NULL and, per the API contract, the open's own.
+        let info = unsafe { glue::read_fi(fi) };
+        match s.release_high_level(info.fh) {
+            Ok(()) => 0,
+            Err(e) => -e,
+        }
+    }
+}
+
+/// The session fpio_fuse_init() attached to the `struct fuse` whose request
+/// or init() the calling thread runs, written to `*session_out`: for
+/// fpio_session_status(), the counters, and fpio_session_free(). It stays
+/// valid until freed. Returns 0; -EINVAL for NULL `session_out`; -ENOENT
+/// if there is none (outside the server's handlers, or fpio not attached).
+#[no_mangle]
+pub extern "C" fn fpio_fuse_session(session_out: *mut *mut fpio_session) -> c_int {
+    ffi_panic_boundary! { -libc::EIO;
+        check_not_null!(-libc::EINVAL; session_out);
+        let Some(s) = session::for_this_thread() else { return -libc::ENOENT };
+        // SAFETY: checked non-NULL.
+        unsafe { *session_out = handle(&s) };
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,6 +836,7 @@ mod tests {
             FPIO_COUNTER_REQ_TOTAL,
             FPIO_COUNTER_FALLBACK_DIRECT_OPENS,
             FPIO_COUNTER_STALE_REFUSED,
+            FPIO_COUNTER_FALLBACK_REQUEST_UNSEEN,
         ];
         assert_eq!(counters.len() as u32, FPIO_COUNTER_COUNT);
         for (c, v) in Counter::ALL.iter().zip(counters) {

@@ -43,6 +43,7 @@ counters! {
     ReqTotal = "req_total",
     FallbackDirectOpens = "fallback_direct_opens",
     StaleRefused = "stale_refused",
+    FallbackRequestUnseen = "fallback_request_unseen",
 }
 
 impl Counter {

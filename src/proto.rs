@@ -231,6 +231,33 @@ pub fn encode_open_out(fh: u64, open_flags: u32, backing_id: i32) -> [u8; OPEN_O
     b
 }
 
+/// FOPEN_NOFLUSH, which libfuse may add after a high-level open() returned
+/// (`no_rofd_flush`) and which is legal next to passthrough.
+const FOPEN_NOFLUSH: u32 = 1 << 5;
+/// `struct fuse_entry_out` of protocols before 7.9.
+const COMPAT_ENTRY_OUT_LEN: usize = 120;
+
+/// Gives an OPEN or CREATE reply (out header included) the open flags
+/// `open_flags` (keeping its NOFLUSH) and `backing_id`. False, and nothing
+/// changed, for a message of any other length.
+pub fn patch_open_out(msg: &mut [u8], open_flags: u32, backing_id: i32) -> bool {
+    let body = msg.len().saturating_sub(OUT_HEADER_LEN);
+    if ![
+        OPEN_OUT_LEN,
+        ENTRY_OUT_LEN + OPEN_OUT_LEN,
+        COMPAT_ENTRY_OUT_LEN + OPEN_OUT_LEN,
+    ]
+    .contains(&body)
+    {
+        return false;
+    }
+    let at = msg.len() - OPEN_OUT_LEN;
+    let kept = u32_at(msg, at + 8).unwrap_or(0) & FOPEN_NOFLUSH;
+    put_u32(msg, at + 8, open_flags | kept);
+    put_u32(msg, at + 12, backing_id as u32);
+    true
+}
+
 /// Parses `struct fuse_open_out` (tests and fuzzing check the round trip).
 pub fn parse_open_out(b: &[u8]) -> Option<(u64, u32, i32)> {
     Some((u64_at(b, 0)?, u32_at(b, 8)?, u32_at(b, 12)? as i32))
@@ -334,6 +361,28 @@ pub fn request_kills_suidgid(h: &InHeader, body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_replies_are_patched_only_at_their_lengths() {
+        let header = [0u8; OUT_HEADER_LEN];
+        let mut open = [&header[..], &encode_open_out(9, FOPEN_NOFLUSH | 2, 0)].concat();
+        assert!(patch_open_out(&mut open, 1 << 7, 5));
+        assert_eq!(
+            parse_open_out(&open[OUT_HEADER_LEN..]),
+            Some((9, (1 << 7) | FOPEN_NOFLUSH, 5))
+        );
+        let mut create = vec![0u8; OUT_HEADER_LEN + ENTRY_OUT_LEN + OPEN_OUT_LEN];
+        assert!(patch_open_out(&mut create, 1 << 7, 6));
+        assert_eq!(
+            parse_open_out(&create[OUT_HEADER_LEN + ENTRY_OUT_LEN..]),
+            Some((0, 1 << 7, 6))
+        );
+        for len in [0, OUT_HEADER_LEN, OUT_HEADER_LEN + 8, OUT_HEADER_LEN + 64] {
+            let mut other = vec![0xaa; len];
+            assert!(!patch_open_out(&mut other, 1, 1));
+            assert!(other.iter().all(|&b| b == 0xaa));
+        }
+    }
 
     fn in_header(opcode: u32, unique: u64, len: u32) -> Vec<u8> {
         let mut b = vec![0u8; IN_HEADER_LEN];

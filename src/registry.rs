@@ -174,13 +174,13 @@ impl InodeState {
 
 /// The server's fd, looked at before any lock is taken.
 #[derive(Clone, Copy, Debug)]
-enum Offered {
+pub enum Offered {
     File { file: FileId, access: i32 },
     Unusable(Counter, i32),
     None,
 }
 
-fn look_at(source: Source) -> Offered {
+pub fn look_at(source: Source) -> Offered {
     let Source::Fd(fd) = source else {
         return Offered::None;
     };
@@ -239,7 +239,16 @@ impl Registry {
     /// Decides the io mode of one open and records it. `Busy` and `Stale`
     /// record nothing.
     pub fn acquire(&self, req: &OpenRequest, counters: &Counters) -> (Grant, Option<Ticket>) {
-        let offered = look_at(req.source);
+        self.acquire_offered(req, look_at(req.source), counters)
+    }
+
+    /// `acquire` with the server's fd already looked at (`look_at(req.source)`).
+    pub fn acquire_offered(
+        &self,
+        req: &OpenRequest,
+        offered: Offered,
+        counters: &Counters,
+    ) -> (Grant, Option<Ticket>) {
         let step = {
             let mut map = self.shard(req.ino);
             let state = map.entry(req.ino).or_default();

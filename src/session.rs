@@ -15,13 +15,19 @@ use once_cell::sync::Lazy;
 
 use crate::counters::{Counter, Counters};
 use crate::fault::Faults;
-use crate::glue::{self, fuse_conn_info, fuse_req_t, fuse_session, ConnChange};
+use crate::glue::{
+    self, fuse_config, fuse_conn_info, fuse_req_t, fuse_session, CacheOptions, ConnChange, FiSet,
+};
+use crate::highlevel::{self, HighLevel};
+use crate::iomode::OpenFlags;
 use crate::log;
 use crate::negotiate::{negotiate, Policy, Status};
 use crate::proto::{
     self, opcode, InHeader, InitOffer, OutHeader, IN_HEADER_LEN, MAX_STACK_DEPTH, OUT_HEADER_LEN,
 };
-use crate::registry::{BackingDevice, FallbackKind, Grant, OpenRequest, Registry, Source, Ticket};
+use crate::registry::{
+    self as registry, BackingDevice, FallbackKind, Grant, Offered, OpenRequest, Registry, Source, Ticket,
+};
 use crate::reply::{self, FileInfo};
 use crate::sys;
 
@@ -118,6 +124,8 @@ pub struct Session {
     faults: Faults,
     pub counters: Counters,
     registry: Registry,
+    /// Set when a high-level (fuse.h) server attached through fpio_fuse_init().
+    high_level: OnceLock<HighLevel>,
 }
 
 /// How many sessions wait for their INIT reply: zero on the hot path.
@@ -128,6 +136,13 @@ static INIT_PENDING: AtomicUsize = AtomicUsize::new(0);
 /// paths (every C call, every request) take no lock.
 static SESSIONS: Lazy<RwLock<Vec<Arc<Session>>>> = Lazy::new(|| RwLock::new(Vec::new()));
 static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// Whether a high-level server ever attached: until then fpio never asks
+/// libfuse for the thread's `struct fuse` context (whose key would not exist).
+static HIGH_LEVEL_SEEN: AtomicBool = AtomicBool::new(false);
+/// `init_unique` of a session whose INIT request fpio did not see (a
+/// high-level server on libfuse 3.14 attaches inside init()): the next reply
+/// on the thread running init() is the INIT reply.
+const INIT_REPLY_NEXT: u64 = u64::MAX;
 
 /// A handle's session, under the table generation it was found in.
 type HandleMatch = (usize, u64, Arc<Session>);
@@ -139,11 +154,33 @@ thread_local! {
     static LAST_HANDLE: RefCell<Option<HandleMatch>> = const { RefCell::new(None) };
     /// The last (fd, userdata) -> session match of this thread.
     static LAST_CHANNEL: RefCell<Option<ChannelMatch>> = const { RefCell::new(None) };
+    /// The last libfuse session -> high-level session match of this thread.
+    static LAST_FUSE: RefCell<Option<HandleMatch>> = const { RefCell::new(None) };
+    /// The OPEN or CREATE request this thread is handling (session, unique),
+    /// as read through fpio's io wrapper; None for any other request.
+    static CURRENT_OPEN: Cell<Option<(usize, u64)>> = const { Cell::new(None) };
+    /// A high-level open's reply to patch on its way out (libfuse 3.14).
+    static PENDING_OPEN: Cell<Option<OpenPatch>> = const { Cell::new(None) };
+    /// The counter of the open whose patched reply was just written.
+    static REPLACED_OPEN: Cell<Option<Counter>> = const { Cell::new(None) };
+    /// The session whose INIT reply this thread sends next (INIT_REPLY_NEXT).
+    static INIT_THREAD: Cell<usize> = const { Cell::new(0) };
     /// Whether the request this thread read last carried a kill-suid/sgid marker.
     static KILL_SUIDGID: Cell<bool> = const { Cell::new(false) };
     /// An INIT read on a channel no session knows yet (libfuse 3.14 reads it
     /// on a clone_fd clone): claimed by fpio_session_init() on this thread.
     static UNCLAIMED_INIT: RefCell<Option<UnclaimedInit>> = const { RefCell::new(None) };
+}
+
+/// What a high-level open's reply must say, where libfuse cannot say it
+/// (3.14 has no backing id in `struct fuse_file_info`).
+#[derive(Clone, Copy, Debug)]
+struct OpenPatch {
+    session: usize,
+    unique: u64,
+    flags: u32,
+    backing_id: i32,
+    counted: Counter,
 }
 
 struct UnclaimedInit {
@@ -170,6 +207,67 @@ impl Session {
     /// # Safety
     /// `se` must be a live libfuse session.
     pub unsafe fn attach(se: *mut fuse_session, flags: SessionFlags) -> Result<Arc<Session>, NewError> {
+        // SAFETY: per this function's contract.
+        unsafe { Self::attach_as(se, flags, false) }
+    }
+
+    /// Attaches to the session of a high-level server from its init(): its
+    /// loop runs already. libfuse 3.14 lets fpio wrap the io even now (the
+    /// INIT reply, sent after init() returns, is the first to pass it);
+    /// 3.17+ negotiates natively and needs no wrapping.
+    ///
+    /// # Safety
+    /// `se` must be the live session whose init() the calling thread runs.
+    pub unsafe fn attach_high_level(
+        se: *mut fuse_session,
+        flags: SessionFlags,
+        conn: *mut fuse_conn_info,
+        cfg: *mut fuse_config,
+    ) -> Result<(Arc<Session>, bool), NewError> {
+        // SAFETY: per this function's contract.
+        let s = unsafe { Self::attach_as(se, flags, true) }?;
+        HIGH_LEVEL_SEEN.store(true, Ordering::Release);
+        if !s.native_api && s.offer().is_none() {
+            // The INIT request went by before fpio wrapped the io: what the
+            // kernel offered, from its protocol version (7.40 brought
+            // passthrough, 7.39 shared mmap of direct-io files). An offer the
+            // kernel did not make is harmless: it ignores such reply flags,
+            // and the probe after INIT decides "live".
+            // SAFETY: conn is init()'s connection (this function's contract).
+            let info = unsafe { glue::conn_read(conn) };
+            *s.offer.lock().unwrap_or_else(|p| p.into_inner()) = Some(InitOffer::from_capable(
+                info.proto_major,
+                info.proto_minor,
+                info.proto_minor >= 40,
+                info.proto_minor >= 39,
+                false,
+                info.capable_writeback != 0,
+            ));
+        }
+        // SAFETY: conn is init()'s connection, on its thread.
+        let live = unsafe { s.init(conn) };
+        // SAFETY: cfg is init()'s configuration (this function's contract).
+        let taken = unsafe { glue::cfg_take(cfg, live) };
+        let _ = s
+            .high_level
+            .set(HighLevel::new(if live { taken } else { CacheOptions::default() }));
+        if !s.native_api {
+            INIT_THREAD.with(|t| t.set(Arc::as_ptr(&s) as usize));
+            if s.init_unique.swap(INIT_REPLY_NEXT, Ordering::AcqRel) == 0 {
+                INIT_PENDING.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        log::attached(&format!("high-level server, {}", s.describe()));
+        Ok((s, live))
+    }
+
+    /// # Safety
+    /// `se` must be a live libfuse session.
+    unsafe fn attach_as(
+        se: *mut fuse_session,
+        flags: SessionFlags,
+        high_level: bool,
+    ) -> Result<Arc<Session>, NewError> {
         crate::glue::hooks::install_once();
         let mut table = SESSIONS.write().unwrap_or_else(|p| p.into_inner());
         // SAFETY: per this function's contract.
@@ -208,7 +306,7 @@ impl Session {
         // libfuse 3.18.3 refuses custom io unless built to allow it, and says
         // so on stderr: fpio does not ask there (it negotiates natively).
         let refuses_custom_io = native_api && glue::version_runtime_full() >= 31803;
-        let installed = if refuses_custom_io {
+        let installed = if refuses_custom_io || (high_level && native_api) {
             -libc::ENOTSUP
         } else {
             // SAFETY: se is live and mounted; the loop has not started.
@@ -238,7 +336,9 @@ impl Session {
         table_changed();
         drop(table);
         retire(stale);
-        log::attached(&session.describe());
+        if !high_level {
+            log::attached(&session.describe());
+        }
         Ok(session)
     }
 
@@ -280,6 +380,7 @@ impl Session {
                 fd: AtomicI32::new(dev_fd),
                 faults,
             })),
+            high_level: OnceLock::new(),
         }
     }
 
@@ -317,6 +418,7 @@ impl Session {
         self.registry.shutdown(&self.counters);
         LAST_HANDLE.with(|l| l.borrow_mut().take());
         LAST_CHANNEL.with(|l| l.borrow_mut().take());
+        LAST_FUSE.with(|l| l.borrow_mut().take());
         log::freed(&self.describe(), &self.render_counters());
     }
 
@@ -369,7 +471,9 @@ impl Session {
             glue::version_runtime() / 100,
             glue::version_runtime() % 100,
             if self.native_api { "native" } else { "INIT-reply" },
-            if !self.wire {
+            if !self.wire && self.is_high_level() {
+                "no custom io (a high-level server on libfuse 3.17+ needs none): request counters unavailable"
+            } else if !self.wire {
                 "no custom io (libfuse 3.18.3+): request counters unavailable"
             } else if self.requests_observed() {
                 "requests observed through custom io"
@@ -539,6 +643,8 @@ impl Session {
         let Some(h) = InHeader::parse(buf) else { return };
         let body = &buf[IN_HEADER_LEN..];
         self.counters.inc(Counter::ReqTotal);
+        let open = matches!(h.opcode, opcode::OPEN | opcode::CREATE);
+        CURRENT_OPEN.with(|c| c.set(open.then_some((self as *const Session as usize, h.unique))));
         KILL_SUIDGID.with(|k| k.set(proto::request_kills_suidgid(&h, body)));
         match h.opcode {
             opcode::READ => self.counters.inc(Counter::ReqRead),
@@ -557,6 +663,7 @@ impl Session {
     /// A request went into libfuse's pipe by splice, unseen.
     pub(crate) fn on_spliced(&self) {
         self.unseen_requests.store(true, Ordering::Relaxed);
+        CURRENT_OPEN.with(|c| c.set(None));
         // The kill marker is unknown: tell a KILLPRIV_V2 server to clear.
         KILL_SUIDGID.with(|k| k.set(true));
     }
@@ -570,9 +677,11 @@ impl Session {
             return None;
         }
         let out = OutHeader::parse(parts.first()?)?;
-        if out.unique != pending {
+        let me = self as *const Session as usize;
+        if out.unique != pending && !(pending == INIT_REPLY_NEXT && INIT_THREAD.with(|t| t.get()) == me) {
             return None;
         }
+        INIT_THREAD.with(|t| t.set(0));
         self.init_pending_done();
         let mut body: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         if self.native_api {
@@ -694,6 +803,12 @@ impl Session {
             fallback: fi.fallback(),
         };
         let (grant, ticket) = self.registry.acquire(&req, &self.counters);
+        self.log_fallback(grant);
+        (grant, ticket)
+    }
+
+    /// Notes why an open got no passthrough (logged once per reason).
+    fn log_fallback(&self, grant: Grant) {
         if let Grant::Fallback(_, reason, e) = grant {
             if reason == Counter::FallbackRegisterFailed {
                 self.last_register_errno.store(e as u32, Ordering::Relaxed);
@@ -702,7 +817,6 @@ impl Session {
                 log::fallback(reason, e);
             }
         }
-        (grant, ticket)
     }
 
     fn note_transport(&self, req: fuse_req_t) {
@@ -793,6 +907,186 @@ impl Session {
         self.registry.release(ino, fh, &self.counters)
     }
 
+    // ---- high-level servers ----
+
+    pub fn is_high_level(&self) -> bool {
+        self.high_level.get().is_some()
+    }
+
+    /// A high-level server's open()/create() offers `backing_fd` for the open
+    /// described by `fi`: decides its io mode and returns what to write into
+    /// `fi`. libfuse 3.17+ sends the backing id itself; on 3.14 fpio patches
+    /// the reply as it leaves (matched by the request's unique), so an open
+    /// whose request fpio did not see gets no passthrough.
+    pub fn open_high_level(&self, backing_fd: c_int, fi: &FileInfo) -> Option<FiSet> {
+        let hl = self.high_level.get()?;
+        let me = self as *const Session as usize;
+        let unique = if self.native_api {
+            0
+        } else {
+            match CURRENT_OPEN.with(|c| c.take()) {
+                Some((s, u)) if s == me => u,
+                _ => return Some(self.high_level_fallback(hl, fi, None, Counter::FallbackRequestUnseen, 0)),
+            }
+        };
+        let source = if backing_fd == -1 {
+            Source::Declined
+        } else {
+            Source::Fd(backing_fd)
+        };
+        let offered = registry::look_at(source);
+        let file = match offered {
+            Offered::File { file, .. } => file,
+            Offered::None => {
+                return Some(self.high_level_fallback(hl, fi, None, Counter::FallbackDeclined, libc::EBADF))
+            }
+            Offered::Unusable(reason, e) => return Some(self.high_level_fallback(hl, fi, None, reason, e)),
+        };
+        let key = highlevel::key_of(&file);
+        let req = OpenRequest {
+            ino: key,
+            fh: fi.fh,
+            access: fi.access(),
+            source,
+            live: self.live(),
+            fallback: hl.fallback_kind(fi),
+        };
+        let (grant, ticket) = self.registry.acquire_offered(&req, offered, &self.counters);
+        self.log_fallback(grant);
+        hl.remember(fi.fh, ticket.map(|_| key));
+        let (set, counted) = match grant {
+            Grant::Passthrough(_) | Grant::SharedDirect(_) => {
+                let (flags, id) = reply::open_flags(grant, fi);
+                let counted = if matches!(grant, Grant::Passthrough(_)) {
+                    Counter::OpensPassthrough
+                } else {
+                    Counter::OpensSharedDirect
+                };
+                if !self.native_api {
+                    PENDING_OPEN.with(|p| {
+                        p.set(Some(OpenPatch {
+                            session: me,
+                            unique,
+                            flags,
+                            backing_id: id,
+                            counted,
+                        }))
+                    });
+                }
+                let set = FiSet {
+                    backing_id: id,
+                    // 3.14 sends these fields as they are if the reply is
+                    // not patched: direct io is what any inode accepts.
+                    direct_io: u32::from(!self.native_api || flags & OpenFlags::DIRECT_IO.bits() != 0),
+                    keep_cache: 0,
+                    parallel_direct_writes: 1,
+                };
+                (set, counted)
+            }
+            Grant::Fallback(kind, ..) => {
+                let set = hl.fallback_fi(fi, Some(&file));
+                let counted = if kind == FallbackKind::Direct || set.direct_io != 0 {
+                    Counter::OpensDirect
+                } else {
+                    Counter::OpensCached
+                };
+                (set, counted)
+            }
+            // Another file under this key (a collision of keys) or a backing
+            // file the server did not open for this access: through the
+            // server, in the one mode every inode accepts.
+            Grant::Busy | Grant::Stale => (
+                FiSet {
+                    backing_id: 0,
+                    direct_io: 1,
+                    keep_cache: 0,
+                    parallel_direct_writes: 1,
+                },
+                Counter::OpensDirect,
+            ),
+        };
+        self.counters.inc(counted);
+        Some(set)
+    }
+
+    /// An open that gets no passthrough and that the registry does not hold.
+    fn high_level_fallback(
+        &self,
+        hl: &HighLevel,
+        fi: &FileInfo,
+        file: Option<&crate::sys::FileId>,
+        reason: Counter,
+        e: i32,
+    ) -> FiSet {
+        let set = hl.fallback_fi(fi, file);
+        hl.remember(fi.fh, None);
+        self.counters.inc(reason);
+        self.log_fallback(Grant::Fallback(hl.fallback_kind(fi), reason, e));
+        self.counters.inc(if set.direct_io != 0 {
+            Counter::OpensDirect
+        } else {
+            Counter::OpensCached
+        });
+        set
+    }
+
+    /// A high-level server's release(): forgets the open `fh`.
+    pub fn release_high_level(&self, fh: u64) -> Result<(), i32> {
+        let hl = self.high_level.get().ok_or(libc::ENOENT)?;
+        match hl.forget(fh).ok_or(libc::ENOENT)? {
+            Some(key) => self.registry.release(key, fh, &self.counters),
+            None => Ok(()),
+        }
+    }
+
+    /// If `parts` is the reply to the high-level open this thread handles
+    /// (libfuse 3.14), returns it with the passthrough flags and backing id.
+    pub(crate) fn patch_open_reply(&self, parts: &[&[u8]]) -> Option<Vec<u8>> {
+        let pending = PENDING_OPEN.with(|p| p.get())?;
+        let out = OutHeader::parse(parts.first()?)?;
+        if pending.session != self as *const Session as usize || out.unique == 0 {
+            return None; // a notification, sent from inside open()
+        }
+        // Whatever the outcome, this thread's open is answered now.
+        PENDING_OPEN.with(|p| p.set(None));
+        if out.unique != pending.unique || out.error != 0 {
+            // The server's open() failed after fpio_fuse_open(), or the reply
+            // went by unseen: the server's release undoes the open.
+            return None;
+        }
+        let mut msg: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        if msg.len() != out.len as usize
+            || !proto::patch_open_out(&mut msg, pending.flags, pending.backing_id)
+        {
+            return None;
+        }
+        REPLACED_OPEN.with(|r| r.set(Some(pending.counted)));
+        Some(msg)
+    }
+
+    /// What became of a reply `hook_writev` replaced: an open reply that
+    /// failed (the open was interrupted) is not counted; libfuse releases it.
+    pub(crate) fn replaced_reply_sent(&self, res: isize) {
+        match REPLACED_OPEN.with(|r| r.take()) {
+            Some(counted) => {
+                if res < 0 {
+                    self.counters.dec(counted);
+                    self.counters.inc(Counter::ReplyFailed);
+                }
+            }
+            None => self.init_reply_sent(res),
+        }
+    }
+
+    /// The channel the INIT reply of a high-level server left on (3.14 reads
+    /// INIT on a clone_fd clone fpio had not seen yet) is this session's.
+    pub(crate) fn bind_init_channel(&self, fd: RawFd, userdata: usize) {
+        bind_channel(self, fd);
+        if !self.userdata_bound.swap(true, Ordering::AcqRel) {
+            self.userdata.store(userdata, Ordering::Release);
+        }
+    }
+
     pub fn last_register_errno(&self) -> i32 {
         self.last_register_errno.load(Ordering::Relaxed) as i32
     }
@@ -810,6 +1104,51 @@ impl Drop for Session {
 /// libfuse reads and handles a request on the same thread, in both loops.
 pub fn current_request_kills_suidgid() -> bool {
     KILL_SUIDGID.with(|k| k.get())
+}
+
+/// The high-level session of the `struct fuse` whose request (or init()) the
+/// calling thread runs (no lock while the table is unchanged).
+pub fn for_this_thread() -> Option<Arc<Session>> {
+    if !HIGH_LEVEL_SEEN.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: a high-level server created a struct fuse (HIGH_LEVEL_SEEN).
+    let se = unsafe { glue::context_session() } as usize;
+    if se == 0 {
+        return None;
+    }
+    let gen = GENERATION.load(Ordering::Acquire);
+    let cached = LAST_FUSE.with(|l| {
+        let l = l.borrow();
+        let (p, g, s) = l.as_ref()?;
+        (*p == se && *g == gen).then(|| s.clone())
+    });
+    if cached.is_some() {
+        return cached;
+    }
+    let found = SESSIONS
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|s| s.se == se && s.is_high_level())
+        .cloned();
+    LAST_FUSE.with(|l| *l.borrow_mut() = found.as_ref().map(|s| (se, gen, s.clone())));
+    found
+}
+
+/// The session whose INIT reply this thread sends next, if any (a
+/// high-level server attached in init() on libfuse 3.14).
+pub(crate) fn init_thread_session() -> Option<Arc<Session>> {
+    let ptr = INIT_THREAD.with(|t| t.get());
+    if ptr == 0 {
+        return None;
+    }
+    by_handle(ptr)
+}
+
+/// Whether a reply sent from this thread may need patching.
+pub(crate) fn reply_patch_pending() -> bool {
+    init_pending() || PENDING_OPEN.with(|p| p.get().is_some())
 }
 
 /// The live session behind a C handle (no lock while the table is unchanged).

@@ -55,6 +55,8 @@ pub struct FileId {
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
+    /// mtime and size, which libfuse's auto_cache compares (fpio emulates it).
+    pub version: (i64, i64, i64),
 }
 
 impl FileId {
@@ -78,6 +80,7 @@ pub fn fstat(fd: RawFd) -> Result<FileId, i32> {
         dev: st.st_dev,
         ino: st.st_ino,
         mode: st.st_mode,
+        version: (st.st_mtime, st.st_mtime_nsec, st.st_size),
     })
 }
 

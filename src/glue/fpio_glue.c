@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE /* splice() */
 #define FUSE_USE_VERSION 34
+#include <fuse.h>
 #include <fuse_lowlevel.h>
 
 #include <dlfcn.h>
@@ -336,6 +337,61 @@ void fpioglue_read_fi(const struct fuse_file_info *fi, struct fpioglue_fi *out)
 #if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 17)
 	out->backing_id = fi->backing_id;
 #endif
+}
+
+/* What an open of a high-level (fuse.h) server gets in its fuse_file_info
+ * from fpio; libfuse's own reply carries it (backing_id: 3.17+). */
+struct fpioglue_fi_set {
+	int32_t backing_id;
+	uint32_t direct_io;
+	uint32_t keep_cache;
+	uint32_t parallel_direct_writes;
+};
+
+void fpioglue_write_fi(struct fuse_file_info *fi, const struct fpioglue_fi_set *set)
+{
+	fi->direct_io = !!set->direct_io;
+	fi->keep_cache = !!set->keep_cache;
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 15)
+	fi->parallel_direct_writes = !!set->parallel_direct_writes;
+#endif
+#if GLUE_NATIVE_API
+	fi->backing_id = set->backing_id;
+#endif
+}
+
+/* High-level servers: the session of the struct fuse whose request (or
+ * init()) the calling thread runs, or NULL. fpio calls it only once a
+ * high-level server attached, so libfuse's context key exists. */
+struct fuse_session *fpioglue_context_session(void)
+{
+	struct fuse_context *ctx = fuse_get_context();
+
+	if (ctx == NULL || ctx->fuse == NULL)
+		return NULL;
+	return fuse_get_session(ctx->fuse);
+}
+
+/* The struct fuse_config options that set open flags after the server's
+ * open() has returned (fuse_lib_open): fpio takes them over where
+ * passthrough can be live, since the kernel refuses FOPEN_KEEP_CACHE with
+ * FOPEN_PASSTHROUGH, and applies them to the opens that do not pass through. */
+struct fpioglue_cfg {
+	uint32_t kernel_cache;
+	uint32_t auto_cache;
+	uint32_t direct_io;
+};
+
+void fpioglue_cfg_take(struct fuse_config *cfg, struct fpioglue_cfg *out, int clear)
+{
+	out->kernel_cache = !!cfg->kernel_cache;
+	out->auto_cache = !!cfg->auto_cache;
+	out->direct_io = !!cfg->direct_io;
+	if (clear) {
+		cfg->kernel_cache = 0;
+		cfg->auto_cache = 0;
+		cfg->direct_io = 0;
+	}
 }
 
 void fpioglue_read_entry(const struct fuse_entry_param *e, struct fpioglue_entry *out)

@@ -37,7 +37,8 @@ unsafe extern "C" fn hook_read(fd: c_int, buf: *const c_void, len: usize, userda
     });
 }
 
-/// The glue is about to send a reply: only the INIT reply is replaced.
+/// The glue is about to send a reply: only the INIT reply, and on libfuse
+/// 3.14 the open replies of high-level servers, are replaced.
 unsafe extern "C" fn hook_writev(
     fd: c_int,
     iov: *const libc::iovec,
@@ -47,8 +48,8 @@ unsafe extern "C" fn hook_writev(
     out_cap: usize,
     out_len: *mut usize,
 ) -> c_int {
-    // Every reply passes here; only the one INIT reply needs work.
-    if !session::init_pending() || iov.is_null() || count <= 0 || out.is_null() || out_len.is_null() {
+    // Every reply passes here; only a few need work.
+    if !session::reply_patch_pending() || iov.is_null() || count <= 0 || out.is_null() || out_len.is_null() {
         return 0;
     }
     // SAFETY: libfuse passes count valid iovecs.
@@ -65,8 +66,16 @@ unsafe extern "C" fn hook_writev(
         })
         .collect();
     let replaced = std::panic::catch_unwind(|| {
+        if let Some(s) = session::init_thread_session() {
+            if let Some(msg) = s.patch_init_reply(&parts).filter(|m| m.len() <= out_cap) {
+                s.bind_init_channel(fd, userdata as usize);
+                return Some(msg);
+            }
+        }
         let s = session::by_channel(fd, userdata as usize, None)?;
-        let msg = s.patch_init_reply(&parts)?;
+        let msg = s
+            .patch_open_reply(&parts)
+            .or_else(|| s.patch_init_reply(&parts))?;
         (msg.len() <= out_cap).then_some(msg)
     });
     match replaced {
@@ -85,7 +94,7 @@ unsafe extern "C" fn hook_writev(
 unsafe extern "C" fn hook_after_write(fd: c_int, userdata: *mut c_void, res: isize) {
     let _ = std::panic::catch_unwind(|| {
         if let Some(s) = session::by_channel(fd, userdata as usize, None) {
-            s.init_reply_sent(res);
+            s.replaced_reply_sent(res);
         }
     });
 }

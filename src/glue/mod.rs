@@ -82,6 +82,33 @@ pub struct Hooks {
     pub cloned: OnCloneFn,
 }
 
+/// libfuse's high-level configuration (opaque here; read and changed through the glue).
+#[repr(C)]
+pub struct fuse_config {
+    _private: [u8; 0],
+}
+
+/// The `struct fuse_config` options that set open flags after a high-level
+/// server's open() returned.
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheOptions {
+    pub kernel_cache: u32,
+    pub auto_cache: u32,
+    pub direct_io: u32,
+}
+
+/// What fpio writes into a high-level server's `struct fuse_file_info`.
+#[repr(C)]
+#[derive(Default, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiSet {
+    /// libfuse 3.17+ only (libfuse then sends FOPEN_PASSTHROUGH itself).
+    pub backing_id: i32,
+    pub direct_io: u32,
+    pub keep_cache: u32,
+    pub parallel_direct_writes: u32,
+}
+
 /// libfuse's connection info (opaque here; read and changed through the glue).
 #[repr(C)]
 pub struct fuse_conn_info {
@@ -132,6 +159,9 @@ extern "C" {
     ) -> c_int;
     fn fpioglue_read_fi(fi: *const fuse_file_info, out: *mut GlueFi);
     fn fpioglue_read_entry(e: *const fuse_entry_param, out: *mut GlueEntry);
+    fn fpioglue_write_fi(fi: *mut fuse_file_info, set: *const FiSet);
+    fn fpioglue_context_session() -> *mut fuse_session;
+    fn fpioglue_cfg_take(cfg: *mut fuse_config, out: *mut CacheOptions, clear: c_int);
     fn fpioglue_reply_buf(req: fuse_req_t, buf: *const c_void, len: usize) -> c_int;
     fn fpioglue_reply_err(req: fuse_req_t, err: c_int) -> c_int;
     fn fpioglue_version_built() -> u32;
@@ -222,6 +252,33 @@ pub unsafe fn read_fi(fi: *const fuse_file_info) -> FileInfo {
         parallel_direct_writes: g.parallel_direct_writes != 0,
         cache_readdir: g.cache_readdir != 0,
     }
+}
+
+/// # Safety
+/// `fi` must point to the `struct fuse_file_info` of an open being handled.
+pub unsafe fn write_fi(fi: *mut fuse_file_info, set: &FiSet) {
+    // SAFETY: per this function's contract.
+    unsafe { fpioglue_write_fi(fi, set) }
+}
+
+/// The session of the high-level `struct fuse` whose request or init() the
+/// calling thread runs (null elsewhere).
+/// # Safety
+/// A high-level server must have created a `struct fuse` in this process
+/// (before that, libfuse's context key does not exist).
+pub unsafe fn context_session() -> *mut fuse_session {
+    // SAFETY: per this function's contract.
+    unsafe { fpioglue_context_session() }
+}
+
+/// Reads the high-level cache options; with `clear`, turns them off.
+/// # Safety
+/// `cfg` must be the configuration libfuse passed to the server's init().
+pub unsafe fn cfg_take(cfg: *mut fuse_config, clear: bool) -> CacheOptions {
+    let mut out = CacheOptions::default();
+    // SAFETY: per this function's contract; out is a valid output.
+    unsafe { fpioglue_cfg_take(cfg, &mut out, c_int::from(clear)) };
+    out
 }
 
 /// # Safety
