@@ -610,7 +610,8 @@ int fpio_fuse_init(struct fuse_conn_info *conn, struct fuse_config *cfg, uint32_
  *
  * Opens are keyed by their backing file (high-level opens carry no inode
  * number): all opens of one file share one backing id. Decline either all
- * opens of a file or none.
+ * opens of a file or none. Under `auto_cache` a declined open drops the page
+ * cache (fpio cannot look at a file it got no fd for).
  *
  * Returns 0; -EINVAL for a NULL `fi`. Without fpio attached (no
  * fpio_fuse_init(), or it failed) it changes nothing and returns 0. If the

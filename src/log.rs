@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use crate::counters::Counter;
 use crate::negotiate::Status;
 
-fn enabled() -> bool {
+pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("FPIO_LOG").is_ok_and(|v| !v.is_empty() && v != "0"))
 }
@@ -37,16 +37,31 @@ pub fn status(s: Status) {
 }
 
 pub fn fallback(reason: Counter, errno: i32) {
+    let why = if reason == Counter::FallbackDeclined {
+        "the server passed -1".to_string()
+    } else {
+        std::io::Error::from_raw_os_error(errno).to_string()
+    };
     line(format_args!(
-        "open without passthrough: {} ({}); further ones are only counted",
+        "open without passthrough: {} ({why}); further ones are only counted",
         reason.label(),
-        std::io::Error::from_raw_os_error(errno)
     ));
 }
 
 pub fn freed(how: &str, counters: &str) {
     if enabled() {
         line(format_args!("session freed ({how}); counters:"));
+        for l in counters.lines() {
+            line(format_args!("  {l}"));
+        }
+    }
+}
+
+/// A session never freed (a high-level server without destroy(), a server
+/// that exits without fpio_session_free()): its counters as the process exits.
+pub fn at_exit(how: &str, counters: &str) {
+    if enabled() {
+        line(format_args!("process exit, session not freed ({how}); counters:"));
         for l in counters.lines() {
             line(format_args!("  {l}"));
         }

@@ -68,6 +68,9 @@ pub struct OpenRequest {
     pub source: Source,
     /// Whether the mount can do passthrough at all.
     pub live: bool,
+    /// fpio cannot send this open's reply itself (a high-level server's open
+    /// on libfuse 3.14 whose request it did not see): no passthrough.
+    pub unseen: bool,
     pub fallback: FallbackKind,
 }
 
@@ -398,6 +401,20 @@ impl Registry {
 /// The io mode of one open, from the inode's state and what the server
 /// offered; `Register` when the offered fd should become the backing file.
 fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
+    if req.unseen {
+        // Cached io would fail next to the inode's backing file (ETXTBSY):
+        // direct io is what any inode accepts.
+        let kind = if state.backing.is_some() {
+            FallbackKind::Direct
+        } else {
+            req.fallback
+        };
+        return Step::Done(Grant::Fallback(
+            kind,
+            Counter::FallbackRequestUnseen,
+            libc::EAGAIN,
+        ));
+    }
     if let Some(b) = state.backing.as_mut() {
         return Step::Done(share(b, req, offered));
     }
@@ -537,6 +554,7 @@ mod tests {
             access,
             source,
             live: true,
+            unseen: false,
             fallback: FallbackKind::Direct,
         }
     }
@@ -588,6 +606,37 @@ mod tests {
         assert!(dev.open.lock().unwrap().is_empty());
         sys::close(a);
         sys::close(b);
+    }
+
+    #[test]
+    fn an_open_whose_reply_fpio_cannot_send_gets_io_its_inode_accepts() {
+        let (_dev, reg, c) = setup();
+        let fd = file(libc::O_RDWR);
+        let unseen = |fh| OpenRequest {
+            unseen: true,
+            fallback: FallbackKind::Cached,
+            ..req(4, fh, libc::O_RDWR, Source::Fd(fd))
+        };
+        let fb = |kind| Grant::Fallback(kind, Counter::FallbackRequestUnseen, libc::EAGAIN);
+        // No backing file yet: the server's own (cached) io, which keeps
+        // passthrough off the inode while it lives.
+        assert_eq!(reg.acquire(&unseen(1), &c).0, fb(FallbackKind::Cached));
+        assert!(matches!(
+            reg.acquire(&req(4, 2, libc::O_RDWR, Source::Fd(fd)), &c).0,
+            Grant::Fallback(_, Counter::FallbackCachedOpens, _)
+        ));
+        reg.release(4, 1, &c).unwrap();
+        reg.release(4, 2, &c).unwrap();
+        // With a backing file: direct io, never cached (ETXTBSY).
+        assert!(matches!(
+            reg.acquire(&req(4, 3, libc::O_RDWR, Source::Fd(fd)), &c).0,
+            Grant::Passthrough(_)
+        ));
+        assert_eq!(reg.acquire(&unseen(4), &c).0, fb(FallbackKind::Direct));
+        assert_eq!(c.get(Counter::FallbackRequestUnseen), 2);
+        reg.release(4, 4, &c).unwrap();
+        reg.release(4, 3, &c).unwrap();
+        sys::close(fd);
     }
 
     #[test]
@@ -736,6 +785,7 @@ mod tests {
         assert_eq!(g, fb(Counter::FallbackBadFd, libc::EBADF));
         let dead = OpenRequest {
             live: false,
+            unseen: false,
             ..req(25, 3, libc::O_RDONLY, Source::Fd(dir))
         };
         assert_eq!(

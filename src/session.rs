@@ -339,6 +339,9 @@ impl Session {
         if !high_level {
             log::attached(&session.describe());
         }
+        if log::enabled() {
+            crate::glue::hooks::log_counters_at_exit_once();
+        }
         Ok(session)
     }
 
@@ -800,6 +803,7 @@ impl Session {
             access: fi.access(),
             source: Self::source(backing_fd, fi),
             live: self.live(),
+            unseen: false,
             fallback: fi.fallback(),
         };
         let (grant, ticket) = self.registry.acquire(&req, &self.counters);
@@ -921,14 +925,25 @@ impl Session {
     pub fn open_high_level(&self, backing_fd: c_int, fi: &FileInfo) -> Option<FiSet> {
         let hl = self.high_level.get()?;
         let me = self as *const Session as usize;
+        // None: libfuse 3.14 and fpio did not see this open's request, so it
+        // cannot patch the reply.
         let unique = if self.native_api {
-            0
+            Some(0)
         } else {
             match CURRENT_OPEN.with(|c| c.take()) {
-                Some((s, u)) if s == me => u,
-                _ => return Some(self.high_level_fallback(hl, fi, None, Counter::FallbackRequestUnseen, 0)),
+                Some((s, u)) if s == me => Some(u),
+                _ => None,
             }
         };
+        if unique.is_some() && !self.native_api {
+            // Read through fpio's io wrapper: from /dev/fuse (3.14 has no io_uring).
+            let _ = self.transport.compare_exchange(
+                Transport::Unknown as u32,
+                Transport::Device as u32,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
         let source = if backing_fd == -1 {
             Source::Declined
         } else {
@@ -937,10 +952,13 @@ impl Session {
         let offered = registry::look_at(source);
         let file = match offered {
             Offered::File { file, .. } => file,
-            Offered::None => {
-                return Some(self.high_level_fallback(hl, fi, None, Counter::FallbackDeclined, libc::EBADF))
+            _ if unique.is_none() => {
+                return Some(self.high_level_fallback(hl, fi, Counter::FallbackRequestUnseen, libc::EAGAIN))
             }
-            Offered::Unusable(reason, e) => return Some(self.high_level_fallback(hl, fi, None, reason, e)),
+            Offered::None => {
+                return Some(self.high_level_fallback(hl, fi, Counter::FallbackDeclined, libc::EBADF))
+            }
+            Offered::Unusable(reason, e) => return Some(self.high_level_fallback(hl, fi, reason, e)),
         };
         let key = highlevel::key_of(&file);
         let req = OpenRequest {
@@ -949,6 +967,7 @@ impl Session {
             access: fi.access(),
             source,
             live: self.live(),
+            unseen: unique.is_none(),
             fallback: hl.fallback_kind(fi),
         };
         let (grant, ticket) = self.registry.acquire_offered(&req, offered, &self.counters);
@@ -966,7 +985,7 @@ impl Session {
                     PENDING_OPEN.with(|p| {
                         p.set(Some(OpenPatch {
                             session: me,
-                            unique,
+                            unique: unique.unwrap_or(0),
                             flags,
                             backing_id: id,
                             counted,
@@ -1010,15 +1029,8 @@ impl Session {
     }
 
     /// An open that gets no passthrough and that the registry does not hold.
-    fn high_level_fallback(
-        &self,
-        hl: &HighLevel,
-        fi: &FileInfo,
-        file: Option<&crate::sys::FileId>,
-        reason: Counter,
-        e: i32,
-    ) -> FiSet {
-        let set = hl.fallback_fi(fi, file);
+    fn high_level_fallback(&self, hl: &HighLevel, fi: &FileInfo, reason: Counter, e: i32) -> FiSet {
+        let set = hl.fallback_fi(fi, None);
         hl.remember(fi.fh, None);
         self.counters.inc(reason);
         self.log_fallback(Grant::Fallback(hl.fallback_kind(fi), reason, e));
@@ -1290,6 +1302,15 @@ pub(crate) fn by_channel(fd: RawFd, userdata: usize, request: Option<&[u8]>) -> 
         LAST_CHANNEL.with(|l| *l.borrow_mut() = Some((fd, userdata, gen, s.clone())));
     }
     found
+}
+
+/// Logs the counters of every session still attached (FPIO_LOG, at exit).
+pub(crate) fn log_live_sessions_at_exit() {
+    // Server threads may still run: never wait for the table here.
+    let Ok(table) = SESSIONS.try_read() else { return };
+    for s in table.iter() {
+        log::at_exit(&s.describe(), &s.render_counters());
+    }
 }
 
 /// Whether some session still waits for its INIT reply.

@@ -59,6 +59,7 @@ fn main() {
         access: libc::O_RDWR,
         source,
         live: true,
+        unseen: false,
         fallback: FallbackKind::Direct,
     };
     let fi = FileInfo {
@@ -119,6 +120,7 @@ fn scale(fd: RawFd) -> Vec<(&'static str, f64)> {
         access: libc::O_RDWR,
         source: Source::Fd(fd),
         live: true,
+        unseen: false,
         fallback: FallbackKind::Direct,
     };
     let reg = Arc::new(Registry::new(Box::new(NoKernel(AtomicU32::new(0)))));

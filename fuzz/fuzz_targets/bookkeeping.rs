@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
                     access: libc::O_RDWR,
                     source,
                     live: kind & 4 == 0,
+                    unseen: kind & 16 != 0,
                     fallback: if kind & 8 == 0 {
                         FallbackKind::Direct
                     } else {

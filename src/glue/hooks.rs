@@ -110,3 +110,17 @@ unsafe extern "C" fn hook_spliced(fd: c_int, userdata: *mut c_void) {
 unsafe extern "C" fn hook_cloned(master_fd: c_int, clone_fd: c_int) {
     let _ = std::panic::catch_unwind(|| session::channel_cloned(master_fd, clone_fd));
 }
+
+/// With FPIO_LOG, the counters of sessions never freed are printed as the
+/// process exits (registered once, at the first attach).
+pub fn log_counters_at_exit_once() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a function that lives as long as the process.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(session::log_live_sessions_at_exit);
+}
