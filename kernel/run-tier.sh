@@ -97,10 +97,11 @@ log "probe binaries"
 PROBE=$("$HERE/probe/build.sh" "$CACHE/probe" "$SRC")
 
 files=("$PROBE/innerfs" "$PROBE/ptfs" "$PROBE/fpio-probe")
-# fpio's example server, mount tests and effective-flags check, when fpio is built
+# fpio's example servers, mount tests and effective-flags check, when fpio is built
 if [[ -x $BUILD/examples/fpio-passthrough && -x $BUILD/c-tests/pwriters ]]; then
 	log "including fpio from $BUILD (example server, mount tests, libfpio)"
 	files+=("$BUILD/examples/fpio-passthrough=/bin/fpio-passthrough"
+		"$BUILD/examples/fpio-highlevel=/bin/fpio-highlevel"
 		"$BUILD/c-tests/pwriters=/bin/pwriters"
 		"$BUILD/c-tests/openstorm=/bin/openstorm"
 		"$BUILD/c-tests/conflicts=/bin/conflicts"
