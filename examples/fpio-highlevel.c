@@ -23,6 +23,8 @@
 #include <fuse.h>
 #include <fpio.h>
 
+#include "counters-file.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,13 +45,9 @@ static struct {
 	char *decline;
 	bool no_fpio;
 	struct fpio_session *fpio; /* fpio: the session fpio_fuse_init() attached */
-	char *counters_path, *counters_tmp;
-	pthread_mutex_t counters_lock;
-	pthread_t counters_tid;
-	bool counters_running;
-	atomic_bool stopping;
+	struct counters_file counters;
 	atomic_ullong served_read, served_write;
-} fs = {.root = -1, .counters_lock = PTHREAD_MUTEX_INITIALIZER};
+} fs = {.root = -1};
 
 /* "/a/b" -> "a/b", "/" -> "." (relative to fs.root) */
 static const char *rel(const char *path)
@@ -62,43 +60,10 @@ static int err(int res)
 	return res < 0 ? -errno : 0;
 }
 
-/* ---- counters file: PATH.tmp renamed over PATH, so readers never see half a file ---- */
-
-static void write_counters(void)
+static int own_counter_lines(int fd)
 {
-	if (!fs.counters_path)
-		return;
-	pthread_mutex_lock(&fs.counters_lock);
-	int fd = open(fs.counters_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int e = fd < 0 ? -errno : fs.fpio ? fpio_session_write_counters(fs.fpio, fd) : 0;
-	if (!e && dprintf(fd, "server_read %llu\nserver_write %llu\n", atomic_load(&fs.served_read),
-			  atomic_load(&fs.served_write)) < 0)
-		e = -EIO;
-	if (fd >= 0 && close(fd) < 0 && !e)
-		e = -errno;
-	if (!e && rename(fs.counters_tmp, fs.counters_path) < 0)
-		e = -errno;
-	if (e)
-		fprintf(stderr, "fpio-highlevel: %s: %s\n", fs.counters_path, strerror(-e));
-	pthread_mutex_unlock(&fs.counters_lock);
-}
-
-/* SIGUSR1 is blocked in every thread (main() blocks it before libfuse starts any);
- * this one takes it with sigwait, so nothing runs in a signal handler. */
-static void *counters_thread(void *arg)
-{
-	(void)arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (atomic_load(&fs.stopping))
-			return NULL;
-		write_counters();
-	}
+	return dprintf(fd, "server_read %llu\nserver_write %llu\n", atomic_load(&fs.served_read),
+		       atomic_load(&fs.served_write));
 }
 
 /* ---- the filesystem ---- */
@@ -114,24 +79,15 @@ static void *hl_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		fpio_fuse_init(conn, cfg, 0); /* fpio: last in init() */
 		fpio_fuse_session(&fs.fpio);  /* fpio: for the counters and destroy() */
 	}
-	if (fs.counters_path) {
-		fs.counters_running = pthread_create(&fs.counters_tid, NULL, counters_thread, NULL) == 0;
-		if (!fs.counters_running)
-			fprintf(stderr, "fpio-highlevel: cannot start the SIGUSR1 thread\n");
-		write_counters();
-	}
+	counters_file_start(&fs.counters);
+	counters_file_write(&fs.counters);
 	return NULL;
 }
 
 static void hl_destroy(void *private_data)
 {
 	(void)private_data;
-	if (fs.counters_running) {
-		atomic_store(&fs.stopping, true);
-		pthread_kill(fs.counters_tid, SIGUSR1);
-		pthread_join(fs.counters_tid, NULL);
-	}
-	write_counters();
+	counters_file_stop(&fs.counters);
 	uint32_t status;
 	if (fpio_session_status(fs.fpio, &status) == 0)
 		fprintf(stderr, "fpio: passthrough: %s\n", fpio_status_str(status));
@@ -363,21 +319,18 @@ int main(int argc, char *argv[])
 	}
 	fs.decline = o.decline;
 	fs.no_fpio = o.no_fpio;
-	if (o.counters_file) {
-		fs.counters_path = o.counters_file;
-		if (asprintf(&fs.counters_tmp, "%s.tmp", o.counters_file) < 0)
-			return 1;
-		/* Blocked before libfuse starts threads: a SIGUSR1 must never kill the server. */
-		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGUSR1);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
+	fs.counters.prog = "fpio-highlevel";
+	fs.counters.session = &fs.fpio;
+	fs.counters.own_lines = own_counter_lines;
+	if (o.counters_file && !counters_file_open(&fs.counters, o.counters_file)) {
+		fprintf(stderr, "fpio-highlevel: %s: %s\n", o.counters_file, strerror(errno));
+		return 1;
 	}
 	umask(0); /* the kernel already applied the caller's umask to create modes */
 	int ret = fuse_main(args.argc, args.argv, &hl_ops, NULL);
 	fuse_opt_free_args(&args);
 	close(fs.root);
-	free(fs.counters_tmp);
+	counters_file_free(&fs.counters);
 	free(o.counters_file);
 	free(o.decline);
 	free(o.source);

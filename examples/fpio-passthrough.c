@@ -31,6 +31,8 @@
 #include <fuse_lowlevel.h>
 #include <fpio.h>
 
+#include "counters-file.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -78,12 +80,10 @@ static struct {
 	/* Requests that reached this server's own handlers, whatever the transport. */
 	atomic_ullong served_read, served_write, served_getxattr;
 
-	char *counters_path, *counters_tmp;
-	pthread_mutex_t counters_lock;
-	atomic_bool counters_written, stopping;
+	struct counters_file counters;
+	atomic_bool counters_written;
 } fs = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.counters_lock = PTHREAD_MUTEX_INITIALIZER,
 };
 
 /* ---- inode table, keyed by (st_dev, st_ino) so a file keeps its fuse_ino_t ---- */
@@ -288,49 +288,19 @@ static void kill_suid(fuse_ino_t ino, int fd)
 
 /* ---- counters file ---- */
 
-/* Written to PATH.tmp and renamed, so readers never see half a file. */
-static void write_counters(void)
+static int own_counter_lines(int fd)
 {
-	pthread_mutex_lock(&fs.counters_lock);
-	int fd = open(fs.counters_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	int err = fd < 0 ? -errno : fs.fpio ? fpio_session_write_counters(fs.fpio, fd) : 0;
-	if (!err && dprintf(fd, "server_read %llu\nserver_write %llu\nserver_getxattr %llu\n",
-			    atomic_load(&fs.served_read), atomic_load(&fs.served_write),
-			    atomic_load(&fs.served_getxattr)) < 0)
-		err = -EIO;
-	if (fd >= 0 && close(fd) < 0 && !err)
-		err = -errno;
-	if (!err && rename(fs.counters_tmp, fs.counters_path) < 0)
-		err = -errno;
-	if (err)
-		fprintf(stderr, "fpio-passthrough: %s: %s\n", fs.counters_path, strerror(-err));
-	pthread_mutex_unlock(&fs.counters_lock);
+	return dprintf(fd, "server_read %llu\nserver_write %llu\nserver_getxattr %llu\n",
+		       atomic_load(&fs.served_read), atomic_load(&fs.served_write),
+		       atomic_load(&fs.served_getxattr));
 }
 
 /* Once INIT is answered (any later request proves it), record the negotiated status. */
 static void counters_after_init(void)
 {
-	if (fs.counters_path && !atomic_load(&fs.counters_written) &&
+	if (fs.counters.path && !atomic_load(&fs.counters_written) &&
 	    !atomic_exchange(&fs.counters_written, true))
-		write_counters();
-}
-
-/* SIGUSR1 is blocked in every thread; this one takes it with sigwait, so the work is
- * never done inside a signal handler. */
-static void *counters_thread(void *arg)
-{
-	(void)arg;
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	for (;;) {
-		int sig;
-		if (sigwait(&set, &sig) != 0)
-			continue;
-		if (atomic_load(&fs.stopping))
-			return NULL;
-		write_counters();
-	}
+		counters_file_write(&fs.counters);
 }
 
 /* ---- the filesystem ---- */
@@ -856,16 +826,6 @@ static bool parse_mode(const char *s, enum io_mode *mode)
 }
 
 /* The counters file must still resolve after fuse_daemonize() changes to "/". */
-static bool set_counters_path(const char *path)
-{
-	char cwd[PATH_MAX];
-	if (path[0] == '/')
-		fs.counters_path = strdup(path);
-	else if (getcwd(cwd, sizeof(cwd)) && asprintf(&fs.counters_path, "%s/%s", cwd, path) < 0)
-		fs.counters_path = NULL;
-	return fs.counters_path && asprintf(&fs.counters_tmp, "%s.tmp", fs.counters_path) >= 0;
-}
-
 static bool open_root(const char *source)
 {
 	struct stat st;
@@ -926,17 +886,12 @@ int main(int argc, char *argv[])
 	}
 	fs.timeout = o.timeout;
 	fs.as_caller = geteuid() == 0;
-	if (o.counters_file && !set_counters_path(o.counters_file)) {
+	fs.counters.prog = "fpio-passthrough";
+	fs.counters.session = &fs.fpio;
+	fs.counters.own_lines = own_counter_lines;
+	if (o.counters_file && !counters_file_open(&fs.counters, o.counters_file)) {
 		fprintf(stderr, "fpio-passthrough: %s: %s\n", o.counters_file, strerror(errno));
 		return 1;
-	}
-	if (fs.counters_path) {
-		/* Blocked from the start (a SIGUSR1 must never kill the server) and inherited by
-		 * every thread; counters_thread takes it with sigwait. */
-		sigset_t set;
-		sigemptyset(&set);
-		sigaddset(&set, SIGUSR1);
-		pthread_sigmask(SIG_BLOCK, &set, NULL);
 	}
 	umask(0); /* the kernel already applied the caller's umask to create modes */
 	if (!open_root(o.source))
@@ -964,26 +919,14 @@ int main(int argc, char *argv[])
 	if (!o.no_fpio && o.late_fpio)
 		attach_fpio(flags);
 
-	pthread_t counters_tid;
-	bool counters_running = false;
-	if (fs.counters_path) {
-		counters_running = pthread_create(&counters_tid, NULL, counters_thread, NULL) == 0;
-		if (!counters_running)
-			fprintf(stderr, "fpio-passthrough: cannot start the SIGUSR1 thread\n");
-	}
+	counters_file_start(&fs.counters);
 
 	int loop = run_loop(&o);
 	ret = loop < 0 ? 1 : 0; /* a signal (SIGTERM, SIGINT) is a normal way out */
 	if (loop < 0)
 		fprintf(stderr, "fpio-passthrough: session loop: %s\n", strerror(-loop));
 
-	if (counters_running) {
-		atomic_store(&fs.stopping, true);
-		pthread_kill(counters_tid, SIGUSR1);
-		pthread_join(counters_tid, NULL);
-	}
-	if (fs.counters_path)
-		write_counters();
+	counters_file_stop(&fs.counters);
 	uint32_t status;
 	if (fpio_session_status(fs.fpio, &status) == 0)
 		fprintf(stderr, "fpio: passthrough: %s\n", fpio_status_str(status));
@@ -1004,7 +947,6 @@ out_destroy:
 	free(o.counters_file);
 	free(o.source);
 	free(o.mountpoint);
-	free(fs.counters_path);
-	free(fs.counters_tmp);
+	counters_file_free(&fs.counters);
 	return ret;
 }

@@ -1129,23 +1129,7 @@ pub fn for_this_thread() -> Option<Arc<Session>> {
     if se == 0 {
         return None;
     }
-    let gen = GENERATION.load(Ordering::Acquire);
-    let cached = LAST_FUSE.with(|l| {
-        let l = l.borrow();
-        let (p, g, s) = l.as_ref()?;
-        (*p == se && *g == gen).then(|| s.clone())
-    });
-    if cached.is_some() {
-        return cached;
-    }
-    let found = SESSIONS
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .find(|s| s.se == se && s.is_high_level())
-        .cloned();
-    LAST_FUSE.with(|l| *l.borrow_mut() = found.as_ref().map(|s| (se, gen, s.clone())));
-    found
+    cached_lookup(&LAST_FUSE, se, |s| s.se == se && s.is_high_level())
 }
 
 /// The session whose INIT reply this thread sends next, if any (a
@@ -1165,11 +1149,22 @@ pub(crate) fn reply_patch_pending() -> bool {
 
 /// The live session behind a C handle (no lock while the table is unchanged).
 pub fn by_handle(ptr: usize) -> Option<Arc<Session>> {
+    cached_lookup(&LAST_HANDLE, ptr, |s| Arc::as_ptr(s) as usize == ptr)
+}
+
+/// The session `matches` finds in the table for `key`, remembered in this
+/// thread's `last` under the table generation: while the table is unchanged
+/// a repeated lookup takes no lock.
+fn cached_lookup(
+    last: &'static std::thread::LocalKey<RefCell<Option<HandleMatch>>>,
+    key: usize,
+    matches: impl Fn(&Arc<Session>) -> bool,
+) -> Option<Arc<Session>> {
     let gen = GENERATION.load(Ordering::Acquire);
-    let cached = LAST_HANDLE.with(|l| {
+    let cached = last.with(|l| {
         let l = l.borrow();
-        let (p, g, s) = l.as_ref()?;
-        (*p == ptr && *g == gen).then(|| s.clone())
+        let (k, g, s) = l.as_ref()?;
+        (*k == key && *g == gen).then(|| s.clone())
     });
     if cached.is_some() {
         return cached;
@@ -1178,9 +1173,9 @@ pub fn by_handle(ptr: usize) -> Option<Arc<Session>> {
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .find(|s| Arc::as_ptr(s) as usize == ptr)
+        .find(|s| matches(s))
         .cloned();
-    LAST_HANDLE.with(|l| *l.borrow_mut() = found.as_ref().map(|s| (ptr, gen, s.clone())));
+    last.with(|l| *l.borrow_mut() = found.as_ref().map(|s| (key, gen, s.clone())));
     found
 }
 

@@ -18,6 +18,19 @@ wl_bigfile() {
   rm -f "$FPIO_MNT/big"
 }
 
+# wl_bigfile_passthrough: wl_bigfile on a mount where passthrough is live, and
+# none of its data reached the server: no READ or WRITE served, the writer's and
+# the reader's opens passed through.
+wl_bigfile_passthrough() {
+  fpio_snapshot
+  fpio_expect_status live
+  wl_bigfile
+  fpio_snapshot
+  fpio_expect server_read -eq 0
+  fpio_expect server_write -eq 0
+  fpio_expect opens_passthrough -ge 2
+}
+
 # wl_pwriters [--direct]: 8 threads pwrite disjoint chunks of one 64 MiB file
 # through the mount (each its own O_WRONLY open); then every byte is verified
 # through the mount and on the backing file.

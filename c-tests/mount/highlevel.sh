@@ -35,15 +35,9 @@ FPIO_SERVER=$FPIO_HL_SERVER
 src=$FPIO_TMP/src mnt=$FPIO_TMP/mnt
 mkdir -m 755 "$src"
 fpio_mount "$src" "$mnt" --decline=.served "${opts[@]}"
-fpio_snapshot
-fpio_expect_status live
 
 # ---- passthrough carries the io ----
-wl_bigfile
-fpio_snapshot
-fpio_expect server_read -eq 0
-fpio_expect server_write -eq 0
-fpio_expect opens_passthrough -ge 2
+wl_bigfile_passthrough
 fpio_expect fallback_request_unseen -eq 0
 
 # ---- one backing id per file, hard links included ----

@@ -7,15 +7,7 @@ source "$(dirname "$0")/../lib/workloads.sh"
 src=$FPIO_TMP/src
 mkdir -m 755 "$src"
 fpio_mount "$src" "$FPIO_TMP/mnt" --mode=passthrough
-fpio_snapshot
-fpio_expect_status live
-
-wl_bigfile
-
-fpio_snapshot
-fpio_expect server_read -eq 0
-fpio_expect server_write -eq 0
-fpio_expect opens_passthrough -ge 2
+wl_bigfile_passthrough
 fpio_log "info: server_getxattr = $(fpio_val server_getxattr), req_total = $(fpio_val req_total)"
 
 fpio_unmount
