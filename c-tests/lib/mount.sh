@@ -235,6 +235,47 @@ fpio_mount() {
   fi
 }
 
+# fpio_mount_unprivileged SOURCE MNT [server options...]: as fpio_mount, for a
+# server without privileges, as in a container: root (the test) mounts with a
+# /dev/fuse fd and hands it to the server running as nobody, which libfuse takes
+# as /dev/fd/N. SOURCE and FPIO_TMP become nobody's. The server runs from a copy
+# nobody can read: the build tree may sit under a directory only root can enter
+# (a clone in /root, for example).
+fpio_mount_unprivileged() {
+  local src=$1 mnt=$2 devfd srvdir lib
+  shift 2
+  [ -z "$FPIO_DAEMON_PID" ] || fail "fpio_mount_unprivileged: a server is already running"
+  id nobody >/dev/null 2>&1 || fail "no user 'nobody'"
+  fpio_nmount=$((fpio_nmount + 1))
+  FPIO_LOG=$FPIO_TMP/server.$fpio_nmount.log
+  FPIO_COUNTERS=$FPIO_TMP/counters.$fpio_nmount
+  FPIO_SNAP=$FPIO_TMP/snapshot.$fpio_nmount
+  fpio_logs+=("$FPIO_LOG")
+  chown -R nobody:nogroup "$src"
+  chown nobody:nogroup "$FPIO_TMP"
+  mkdir -p -m 755 "$mnt"
+  exec {devfd}<>/dev/fuse
+  mount -i -t fuse -o "fd=$devfd,rootmode=40000,user_id=65534,group_id=65534,allow_other" \
+    fpio-test "$mnt" || fail "mount with a /dev/fuse fd"
+  srvdir=$FPIO_TMP/server.$fpio_nmount
+  mkdir -m 755 "$srvdir"
+  cp "$FPIO_SERVER" "$srvdir/server"
+  # What ldd prints, from the dynamic loader itself (a VM may have no ldd).
+  lib=$(LD_TRACE_LOADED_OBJECTS=1 "$FPIO_SERVER" | awk '$1 == "libfpio.so.0" { print $3 }')
+  [ -f "$lib" ] || fail "the loader finds no libfpio.so.0 for $FPIO_SERVER"
+  cp -L "$lib" "$srvdir/libfpio.so.0"
+  fpio_log "mount as nobody: $FPIO_SERVER -f --counters-file=$FPIO_COUNTERS $* ${fpio_server_opts[*]} $src /dev/fd/$devfd ($mnt)"
+  setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
+    env LD_LIBRARY_PATH="$srvdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$srvdir/server" -f \
+    --counters-file="$FPIO_COUNTERS" "$@" "${fpio_server_opts[@]}" "$src" "/dev/fd/$devfd" \
+    >"$FPIO_LOG" 2>&1 &
+  FPIO_DAEMON_PID=$! FPIO_MNT=$mnt FPIO_SOURCE=$src
+  exec {devfd}>&-
+  stat "$mnt" >/dev/null || fail "stat $mnt"
+  fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
+  grep -q "^Uid:.*65534" "/proc/$FPIO_DAEMON_PID/status" || fail "the server is not running as nobody"
+}
+
 # fpio_server_io_urings: how many io_uring instances the server has open.
 fpio_server_io_urings() {
   local fd n=0

@@ -111,36 +111,7 @@ writeback)
   fpio_unmount
   ;;
 not-root)
-  # As in a container: root (here, the test) mounts with a /dev/fuse fd and
-  # hands it to a server without privileges, which libfuse takes as /dev/fd/N.
-  chown -R nobody:nogroup "$src"
-  chown nobody:nogroup "$FPIO_TMP"
-  mnt=$FPIO_TMP/mnt
-  mkdir -m 755 "$mnt"
-  exec {devfd}<>/dev/fuse
-  mount -i -t fuse -o "fd=$devfd,rootmode=40000,user_id=65534,group_id=65534,allow_other" \
-    fpio-test "$mnt" || fail "mount with a /dev/fuse fd"
-  # The server runs from a copy that nobody can read: the build tree may sit
-  # under a directory only root can enter (a clone in /root, for example).
-  srvdir=$FPIO_TMP/server
-  mkdir -m 755 "$srvdir"
-  cp "$FPIO_SERVER" "$srvdir/server"
-  # What ldd prints, from the dynamic loader itself (a VM may have no ldd).
-  lib=$(LD_TRACE_LOADED_OBJECTS=1 "$FPIO_SERVER" | awk '$1 == "libfpio.so.0" { print $3 }')
-  [ -f "$lib" ] || fail "the loader finds no libfpio.so.0 for $FPIO_SERVER"
-  cp -L "$lib" "$srvdir/libfpio.so.0"
-  FPIO_LOG=$FPIO_TMP/server.log FPIO_COUNTERS=$FPIO_TMP/counters FPIO_SNAP=$FPIO_TMP/snap
-  fpio_logs+=("$FPIO_LOG")
-  setpriv --reuid=nobody --regid=nogroup --clear-groups -- \
-    env LD_LIBRARY_PATH="$srvdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$srvdir/server" -f \
-    --counters-file="$FPIO_COUNTERS" --writeback --mode=cached "${fpio_server_opts[@]}" \
-    "$src" "/dev/fd/$devfd" \
-    >"$FPIO_LOG" 2>&1 &
-  FPIO_DAEMON_PID=$! FPIO_MNT=$mnt FPIO_SOURCE=$src
-  exec {devfd}>&-
-  stat "$mnt" >/dev/null || fail "stat $mnt"
-  fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
-  grep -q "^Uid:.*65534" "/proc/$FPIO_DAEMON_PID/status" || fail "the server is not running as nobody"
+  fpio_mount_unprivileged "$src" "$FPIO_TMP/mnt" --writeback --mode=cached
   server_says "init: passthrough not expected, writeback cache on"
   fpio_snapshot
   fpio_expect_status server # "server lacks CAP_SYS_ADMIN"

@@ -7,8 +7,11 @@
 #   kernel-cache  -o kernel_cache, and auto-cache: -o auto_cache (libfuse turns them into
 #                 FOPEN_KEEP_CACHE after open() returned, which the kernel refuses next to
 #                 passthrough; fpio takes them over)
+#   not-root      -o kernel_cache, run by an unprivileged user: no passthrough, and
+#                 libfuse keeps applying the option itself (fpio leaves it alone)
 # Each scenario checks:
-#   - passthrough live; 64 MiB written and read back with no READ or WRITE at the server;
+#   - passthrough live; 64 MiB written and read back with no READ or WRITE at the server
+#     (not-root: status "server lacks CAP_SYS_ADMIN", the server carries it all);
 #   - one backing id per file: a second open of a file and an open of a hard link to it,
 #     all held at once, register nothing new; once all are closed no id is live;
 #   - a declined file (--decline) is served by the server, and a reopen keeps its page
@@ -27,6 +30,7 @@ single) opts=(-s) ;;
 clone-fd) opts=(-o clone_fd) ;;
 kernel-cache) opts=(-o kernel_cache) keep_on_reopen=1 ;;
 auto-cache) opts=(-o auto_cache) ;;
+not-root) opts=(-o kernel_cache) keep_on_reopen=1 ;;
 *) fail "unknown scenario $scenario" ;;
 esac
 [ -x "${FPIO_HL_SERVER:-}" ] || fail "FPIO_HL_SERVER is not set to an executable"
@@ -34,22 +38,38 @@ FPIO_SERVER=$FPIO_HL_SERVER
 
 src=$FPIO_TMP/src mnt=$FPIO_TMP/mnt
 mkdir -m 755 "$src"
-fpio_mount "$src" "$mnt" --decline=.served "${opts[@]}"
-
-# ---- passthrough carries the io ----
-wl_bigfile_passthrough
-fpio_expect fallback_request_unseen -eq 0
+if [ "$scenario" = not-root ]; then
+  fpio_mount_unprivileged "$src" "$mnt" --decline=.served "${opts[@]}"
+  fpio_snapshot
+  fpio_expect_status server # "server lacks CAP_SYS_ADMIN"
+  wl_bigfile
+  fpio_snapshot
+  fpio_expect opens_passthrough -eq 0
+  fpio_expect fallback_not_live -ge 2
+  fpio_expect server_write -gt 0
+else
+  fpio_mount "$src" "$mnt" --decline=.served "${opts[@]}"
+  # ---- passthrough carries the io ----
+  wl_bigfile_passthrough
+  fpio_expect fallback_request_unseen -eq 0
+fi
 
 # ---- one backing id per file, hard links included ----
 head -c 1048576 /dev/urandom >"$FPIO_TMP/one.ref"
+chmod 644 "$FPIO_TMP/one.ref"
 cp "$FPIO_TMP/one.ref" "$mnt/one"
 ln "$mnt/one" "$mnt/one.link" || fail "link through the mount"
 fpio_wait_counter backing_ids_live -eq 0
 opened=$(fpio_val backing_opened)
 exec 7<>"$mnt/one" 8<"$mnt/one" 9<"$mnt/one.link"
 fpio_snapshot
-fpio_expect backing_ids_live -eq 1
-fpio_expect backing_opened -eq $((opened + 1))
+if [ "$scenario" = not-root ]; then
+  fpio_expect backing_ids_live -eq 0
+  fpio_expect backing_opened -eq 0
+else
+  fpio_expect backing_ids_live -eq 1
+  fpio_expect backing_opened -eq $((opened + 1))
+fi
 cmp "$FPIO_TMP/one.ref" - <&9 || fail "the hard link reads other bytes"
 exec 7<&- 8<&- 9<&-
 fpio_wait_counter backing_ids_live -eq 0
