@@ -246,6 +246,19 @@ impl Session {
         }
         // SAFETY: conn is init()'s connection, on its thread.
         let live = unsafe { s.init(conn) };
+        if live && !s.native_api {
+            // A spliced request passes fpio's wrapper unread, and an open whose
+            // request fpio cannot read gets no passthrough on 3.14: no splice
+            // reads where passthrough can be live (the data of passthrough opens
+            // never reaches the server anyway).
+            let change = ConnChange {
+                drop_splice_read: 1,
+                ..ConnChange::default()
+            };
+            // SAFETY: as above.
+            unsafe { glue::conn_apply(conn, &change) };
+            s.unseen_requests.store(false, Ordering::Relaxed);
+        }
         // SAFETY: cfg is init()'s configuration (this function's contract).
         let taken = unsafe { glue::cfg_take(cfg, live) };
         let _ = s

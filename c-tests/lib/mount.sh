@@ -95,10 +95,28 @@ fpio_poll() {
   fail "timed out after ${secs}s waiting for: $what"
 }
 
+fpio_exit_hooks=() # commands fpio_cleanup runs first (fpio_on_exit)
+# fpio_on_exit COMMAND: run COMMAND (eval'd) when the test exits, however it exits,
+# e.g. to restore a system setting the test changed.
+fpio_on_exit() { fpio_exit_hooks+=("$1"); }
+
+# fpio_allow_splice_reads: libfuse reads requests with splice only if its pipe can
+# grow to hold its largest request (a page more than 1 MiB), which the default
+# pipe-max-size (1 MiB) forbids: it then silently reads. Raised until the test exits.
+fpio_allow_splice_reads() {
+  local max
+  max=$(cat /proc/sys/fs/pipe-max-size)
+  fpio_on_exit "echo $max >/proc/sys/fs/pipe-max-size"
+  echo $((8 << 20)) >/proc/sys/fs/pipe-max-size
+}
+
 fpio_cleanup() {
   local rc=$? pid m i
   set +e
   trap - EXIT
+  for m in "${fpio_exit_hooks[@]}"; do
+    eval "$m"
+  done
   for pid in "${fpio_bg_pids[@]}"; do
     fpio_pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null
   done

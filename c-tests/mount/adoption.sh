@@ -46,6 +46,7 @@ server_says() { grep -qF -- "$1" "$FPIO_LOG" || fail "server log lacks '$1'"; }
 
 case $scenario in
 splice)
+  fpio_allow_splice_reads
   fpio_mount "$src" "$FPIO_TMP/mnt" --splice --threads=4
   server_says "splice read on"
   fpio_snapshot
@@ -53,6 +54,8 @@ splice)
   roundtrip f1
   fpio_snapshot
   fpio_expect server_write -eq 0
+  # Requests really were spliced (past fpio's io wrapper, where there is one).
+  [ "$(fpio_val req_total)" = n/a ] || fail "req_total = $(fpio_val req_total): no request was spliced"
   fpio_unmount
   # Server-side io with splice: every open direct, data through the server.
   fpio_mount "$src" "$FPIO_TMP/mnt" --splice --mode=direct

@@ -7,6 +7,9 @@
 #   kernel-cache  -o kernel_cache, and auto-cache: -o auto_cache (libfuse turns them into
 #                 FOPEN_KEEP_CACHE after open() returned, which the kernel refuses next to
 #                 passthrough; fpio takes them over)
+#   splice        the default loop where libfuse can read requests with splice
+#                 (fpio_allow_splice_reads): on libfuse 3.14 fpio must still read each OPEN
+#                 itself to patch its reply, so it turns splice reads off where it is live
 #   not-root      -o kernel_cache, run by an unprivileged user: no passthrough, and
 #                 libfuse keeps applying the option itself (fpio leaves it alone)
 # Each scenario checks:
@@ -31,6 +34,7 @@ clone-fd) opts=(-o clone_fd) ;;
 kernel-cache) opts=(-o kernel_cache) keep_on_reopen=1 ;;
 auto-cache) opts=(-o auto_cache) ;;
 not-root) opts=(-o kernel_cache) keep_on_reopen=1 ;;
+splice) opts=() && fpio_allow_splice_reads ;;
 *) fail "unknown scenario $scenario" ;;
 esac
 [ -x "${FPIO_HL_SERVER:-}" ] || fail "FPIO_HL_SERVER is not set to an executable"

@@ -217,6 +217,7 @@ struct fpioglue_conn_change {
 	uint32_t drop_writeback;
 	uint32_t drop_killpriv; /* v1: the kernel would leave write kills to the server */
 	uint32_t drop_killpriv_v2;
+	uint32_t drop_splice_read; /* fpio must read request headers itself */
 };
 
 #if GLUE_NATIVE_API
@@ -273,6 +274,8 @@ void fpioglue_conn_apply(struct fuse_conn_info *conn, const struct fpioglue_conn
 		glue_want(conn, FUSE_CAP_WRITEBACK_CACHE, 0);
 	if (c->drop_killpriv)
 		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV, 0);
+	if (c->drop_splice_read)
+		glue_want(conn, FUSE_CAP_SPLICE_READ, 0);
 #if GLUE_NATIVE_API
 	if (c->drop_killpriv_v2)
 		glue_want(conn, FUSE_CAP_HANDLE_KILLPRIV_V2, 0);

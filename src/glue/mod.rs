@@ -142,6 +142,7 @@ pub struct ConnChange {
     pub drop_writeback: u32,
     pub drop_killpriv: u32,
     pub drop_killpriv_v2: u32,
+    pub drop_splice_read: u32,
 }
 
 extern "C" {
