@@ -402,8 +402,9 @@ impl Registry {
 /// offered; `Register` when the offered fd should become the backing file.
 fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
     if req.unseen {
-        // Cached io would fail next to the inode's backing file (ETXTBSY):
-        // direct io is what any inode accepts.
+        // The reply cannot carry a backing id. Where the file has one, direct
+        // io at least never puts an inode in cached mode, which would keep
+        // passthrough from the file's other opens (ETXTBSY).
         let kind = if state.backing.is_some() {
             FallbackKind::Direct
         } else {

@@ -1007,8 +1007,8 @@ impl Session {
                 }
                 let set = FiSet {
                     backing_id: id,
-                    // 3.14 sends these fields as they are if the reply is
-                    // not patched: direct io is what any inode accepts.
+                    // 3.14 sends these fields as they are should the reply
+                    // not be patched: direct io never enters cached mode.
                     direct_io: u32::from(!self.native_api || flags & OpenFlags::DIRECT_IO.bits() != 0),
                     keep_cache: 0,
                     parallel_direct_writes: 1,
@@ -1024,9 +1024,9 @@ impl Session {
                 };
                 (set, counted)
             }
-            // Another file under this key (a collision of keys) or a backing
-            // file the server did not open for this access: through the
-            // server, in the one mode every inode accepts.
+            // Another file under this key (a collision of keys), or a file
+            // whose backing file the server never opened for this access:
+            // no passthrough; direct io through the server.
             Grant::Busy | Grant::Stale => (
                 FiSet {
                     backing_id: 0,
