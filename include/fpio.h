@@ -581,7 +581,9 @@ int fpio_session_write_counters(const struct fpio_session *session, int fd);
  * turn into open flags after open() returned (`kernel_cache`, `auto_cache`,
  * `direct_io`: the kernel refuses FOPEN_KEEP_CACHE next to passthrough),
  * and gives each open that does not pass through what they would have
- * given it; elsewhere `cfg` is left as it is. `flags` are FPIO_SESSION_*.
+ * given it; elsewhere `cfg` is left as it is. On libfuse 3.14, where fpio
+ * reads each OPEN request to add the backing id to its reply, it also turns
+ * off splice reads where passthrough can be live. `flags` are FPIO_SESSION_*.
  *
  * Returns 1 if passthrough will be live (the first open, or the probe when
  * INIT is answered, proves it: see fpio_session_status()), 0 if not,
