@@ -8,7 +8,8 @@
 # lists/cache, so the host's apt configuration is neither read nor changed. apt fetches the
 # orig tarball first; a later file that fails (e.g. a .dsc answering 404) does not matter,
 # because only the orig tarball's sha256 is trusted. Only if apt cannot deliver it, the
-# tarball is fetched directly from Debian's pool (same sha256 check).
+# tarball is fetched directly from Debian's pool, and failing that taken from a pinned copy
+# next to the repository (same sha256 check each time).
 set -euo pipefail
 
 usage="usage: fetch-debian-orig.sh DIR SOURCE VERSION SUITE SHA256"
@@ -66,5 +67,14 @@ if /usr/lib/apt/apt-helper -o APT::Sandbox::User=root download-file "$POOL/$ORIG
   exit 0
 fi
 tail -n 5 "$work/apt.log" >&2 || true
-echo "fetch: no $ORIG with sha256 $SHA256 (neither apt nor $POOL delivered it)" >&2
+
+# Last resort, for machines that reach no Debian mirror: a pinned copy next to the repository.
+pinned=$(cd "$(dirname "$0")/../.." && pwd)/../shared/thirdparty/$ORIG
+if ok "$pinned"; then
+  cp "$pinned" "$out"
+  echo "fetch: $ORIG from the pinned copy $pinned (sha256 ok)" >&2
+  echo "$out"
+  exit 0
+fi
+echo "fetch: no $ORIG with sha256 $SHA256 (neither apt, $POOL nor a pinned copy delivered it)" >&2
 exit 1
