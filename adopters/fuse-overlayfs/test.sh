@@ -159,7 +159,7 @@ EOF
     local c counters=
     for c in opens_passthrough opens_cached opens_direct opens_shared_direct stale_refused \
       busy_refused fallback_cached_opens fallback_access req_read req_write req_getxattr; do
-      counters="$counters $c=$(awk -v n="$c" '$1 == "fpio:" && $2 == n { v = $3 } END { print v }' "$T/$v-$mode.log")"
+      counters="$counters $c=$(fpio_counter_of "$v" "$mode" "$c")"
     done
     set_cell "$v" "$mode" counters "${counters# }"
   else

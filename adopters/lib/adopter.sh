@@ -381,6 +381,12 @@ record_fpio() {
   fi
 }
 
+# fpio_counter_of VARIANT MODE NAME: the value of counter NAME that fpio printed (FPIO_LOG=1)
+# when the server's session ended: a number, n/a, or nothing if it printed none.
+fpio_counter_of() {
+  awk -v n="$3" '$1 == "fpio:" && $2 == n { v = $3 } END { print v }' "$T/$1-$2.log"
+}
+
 # run_all: every mode, both variants in turn, then the image is unmounted.
 run_all() {
   local mode v
