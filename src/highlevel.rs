@@ -92,10 +92,11 @@ impl HighLevel {
         }
     }
 
-    /// What an open without passthrough gets: what libfuse would have set
-    /// from the options fpio took over, on top of the server's own fields.
-    pub fn fallback_fi(&self, fi: &FileInfo, file: Option<&FileId>) -> FiSet {
-        let direct = self.fallback_kind(fi) == FallbackKind::Direct;
+    /// What an open without passthrough gets, in the io `kind` decided for
+    /// it: what libfuse would have set from the options fpio took over, on
+    /// top of the server's own fields.
+    pub fn fallback_fi(&self, fi: &FileInfo, kind: FallbackKind, file: Option<&FileId>) -> FiSet {
+        let direct = kind == FallbackKind::Direct;
         let keep = fi.keep_cache
             || self.taken.kernel_cache != 0
             || (self.taken.auto_cache != 0 && file.is_some_and(|f| self.unchanged_since_last_open(f)));
@@ -158,17 +159,23 @@ mod tests {
     #[test]
     fn fallbacks_get_the_options_fpio_took_over() {
         let plain = HighLevel::new(CacheOptions::default());
-        assert_eq!(plain.fallback_fi(&fi(), None), FiSet::default());
+        assert_eq!(
+            plain.fallback_fi(&fi(), plain.fallback_kind(&fi()), None),
+            FiSet::default()
+        );
+        // The io the registry decided wins over the server's choice.
+        let forced = plain.fallback_fi(&fi(), FallbackKind::Direct, None);
+        assert_eq!((forced.direct_io, forced.parallel_direct_writes), (1, 1));
         let kc = HighLevel::new(CacheOptions {
             kernel_cache: 1,
             ..CacheOptions::default()
         });
-        assert_eq!(kc.fallback_fi(&fi(), None).keep_cache, 1);
+        assert_eq!(kc.fallback_fi(&fi(), kc.fallback_kind(&fi()), None).keep_cache, 1);
         let dio = HighLevel::new(CacheOptions {
             direct_io: 1,
             ..CacheOptions::default()
         });
-        let set = dio.fallback_fi(&fi(), None);
+        let set = dio.fallback_fi(&fi(), dio.fallback_kind(&fi()), None);
         assert_eq!(
             (set.direct_io, set.parallel_direct_writes, set.keep_cache),
             (1, 1, 0)
@@ -182,10 +189,26 @@ mod tests {
             ..CacheOptions::default()
         });
         let v1 = file(1, 5, (100, 0, 4096));
-        assert_eq!(ac.fallback_fi(&fi(), Some(&v1)).keep_cache, 0, "first open");
-        assert_eq!(ac.fallback_fi(&fi(), Some(&v1)).keep_cache, 1, "unchanged");
+        assert_eq!(
+            ac.fallback_fi(&fi(), FallbackKind::Cached, Some(&v1)).keep_cache,
+            0,
+            "first open"
+        );
+        assert_eq!(
+            ac.fallback_fi(&fi(), FallbackKind::Cached, Some(&v1)).keep_cache,
+            1,
+            "unchanged"
+        );
         let v2 = file(1, 5, (100, 0, 8192));
-        assert_eq!(ac.fallback_fi(&fi(), Some(&v2)).keep_cache, 0, "grown");
-        assert_eq!(ac.fallback_fi(&fi(), None).keep_cache, 0, "no file to look at");
+        assert_eq!(
+            ac.fallback_fi(&fi(), FallbackKind::Cached, Some(&v2)).keep_cache,
+            0,
+            "grown"
+        );
+        assert_eq!(
+            ac.fallback_fi(&fi(), FallbackKind::Cached, None).keep_cache,
+            0,
+            "no file to look at"
+        );
     }
 }

@@ -1015,27 +1015,15 @@ impl Session {
                 };
                 (set, counted)
             }
-            Grant::Fallback(kind, ..) => {
-                let set = hl.fallback_fi(fi, Some(&file));
-                let counted = if kind == FallbackKind::Direct || set.direct_io != 0 {
-                    Counter::OpensDirect
-                } else {
-                    Counter::OpensCached
-                };
-                (set, counted)
-            }
+            // In the io the registry decided (direct where the file has a
+            // backing file and this open cannot use it).
+            Grant::Fallback(kind, ..) => fallback_opened(hl.fallback_fi(fi, kind, Some(&file))),
             // Another file under this key (a collision of keys), or a file
             // whose backing file the server never opened for this access:
             // no passthrough; direct io through the server.
-            Grant::Busy | Grant::Stale => (
-                FiSet {
-                    backing_id: 0,
-                    direct_io: 1,
-                    keep_cache: 0,
-                    parallel_direct_writes: 1,
-                },
-                Counter::OpensDirect,
-            ),
+            Grant::Busy | Grant::Stale => {
+                fallback_opened(hl.fallback_fi(fi, FallbackKind::Direct, Some(&file)))
+            }
         };
         self.counters.inc(counted);
         Some(set)
@@ -1043,15 +1031,12 @@ impl Session {
 
     /// An open that gets no passthrough and that the registry does not hold.
     fn high_level_fallback(&self, hl: &HighLevel, fi: &FileInfo, reason: Counter, e: i32) -> FiSet {
-        let set = hl.fallback_fi(fi, None);
+        let kind = hl.fallback_kind(fi);
+        let (set, opened) = fallback_opened(hl.fallback_fi(fi, kind, None));
         hl.remember(fi.fh, None);
         self.counters.inc(reason);
-        self.log_fallback(Grant::Fallback(hl.fallback_kind(fi), reason, e));
-        self.counters.inc(if set.direct_io != 0 {
-            Counter::OpensDirect
-        } else {
-            Counter::OpensCached
-        });
+        self.counters.inc(opened);
+        self.log_fallback(Grant::Fallback(kind, reason, e));
         set
     }
 
@@ -1129,6 +1114,16 @@ impl Drop for Session {
 /// libfuse reads and handles a request on the same thread, in both loops.
 pub fn current_request_kills_suidgid() -> bool {
     KILL_SUIDGID.with(|k| k.get())
+}
+
+/// A high-level open without passthrough, with the counter of its io mode.
+fn fallback_opened(set: FiSet) -> (FiSet, Counter) {
+    let opened = if set.direct_io != 0 {
+        Counter::OpensDirect
+    } else {
+        Counter::OpensCached
+    };
+    (set, opened)
 }
 
 /// The high-level session of the `struct fuse` whose request (or init()) the
