@@ -49,19 +49,22 @@ pub fn fallback(reason: Counter, errno: i32) {
 }
 
 pub fn freed(how: &str, counters: &str) {
-    if enabled() {
-        line(format_args!("session freed ({how}); counters:"));
-        for l in counters.lines() {
-            line(format_args!("  {l}"));
-        }
-    }
+    counters_block(format_args!("session freed ({how}); counters:"), counters);
 }
 
 /// A session never freed (a high-level server without destroy(), a server
 /// that exits without fpio_session_free()): its counters as the process exits.
 pub fn at_exit(how: &str, counters: &str) {
+    counters_block(
+        format_args!("process exit, session not freed ({how}); counters:"),
+        counters,
+    );
+}
+
+/// A heading line, then each counter line indented.
+fn counters_block(heading: std::fmt::Arguments, counters: &str) {
     if enabled() {
-        line(format_args!("process exit, session not freed ({how}); counters:"));
+        line(heading);
         for l in counters.lines() {
             line(format_args!("  {l}"));
         }

@@ -3,6 +3,8 @@
 //! arrived and answers `None` for anything too short; nothing here trusts a
 //! length field without checking it against the buffer.
 
+use crate::iomode::OpenFlags;
+
 /// Opcodes fpio looks at.
 pub mod opcode {
     pub(crate) const OPEN: u32 = 14;
@@ -233,7 +235,7 @@ pub fn encode_open_out(fh: u64, open_flags: u32, backing_id: i32) -> [u8; OPEN_O
 
 /// FOPEN_NOFLUSH, which libfuse may add after a high-level open() returned
 /// (`no_rofd_flush`) and which is legal next to passthrough.
-const FOPEN_NOFLUSH: u32 = 1 << 5;
+const FOPEN_NOFLUSH: u32 = OpenFlags::NOFLUSH.bits();
 /// `struct fuse_entry_out` of protocols before 7.9.
 const COMPAT_ENTRY_OUT_LEN: usize = 120;
 
