@@ -229,7 +229,7 @@ build_one() { # flavor
 		log "$flavor: build failed"
 		exit 1
 	fi
-	if grep -n "warning:" "$OUTD/build-$flavor.log" | grep -q "fs/fuse/\|fs/backing-file"; then
+	if grep -q "fs/fuse/\|fs/backing-file" <(grep -n "warning:" "$OUTD/build-$flavor.log"); then
 		grep -n "warning:" "$OUTD/build-$flavor.log" | grep "fs/fuse/\|fs/backing-file" >&2
 		log "$flavor: compiler warnings in the code under test"
 		exit 1

@@ -47,7 +47,7 @@ loaded=$(sed -n 's/^\s*libfpio\.so\.0 => \(\S*\) .*/\1/p' <<<"$ldd_out")
 if [ -z "$loaded" ] || [ "$(readlink -f "$loaded")" != "$(readlink -f "$libdir/libfpio.so.0")" ]; then
   echo "consumer did not load the installed libfpio.so.0 (ldd: ${loaded:-none}, want $libdir)" >&2; exit 1
 fi
-if [ -z "$build" ] && readelf -d "$tmp/shared" | grep -qE 'RPATH|RUNPATH'; then
+if [ -z "$build" ] && grep -qE 'RPATH|RUNPATH' <(readelf -d "$tmp/shared"); then
   echo "pkg-config consumer has an rpath: $(readelf -d "$tmp/shared" | grep -E 'RPATH|RUNPATH')" >&2; exit 1
 fi
 
@@ -56,7 +56,7 @@ cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -o "$tmp/static" "$src" $(pk
   "$libdir/libfpio.a" $(pkg-config --static --libs fpio | sed 's/-lfpio\b//')
 got=$("$tmp/static")
 [ "$got" = "$want" ] || { echo "static consumer printed '$got'" >&2; exit 1; }
-if ldd "$tmp/static" | grep -q libfpio; then echo "static consumer links libfpio.so" >&2; exit 1; fi
+if grep -q libfpio <(ldd "$tmp/static"); then echo "static consumer links libfpio.so" >&2; exit 1; fi
 
 meson setup "$tmp/mbuild" "$root/scripts/consumer" -Db_sanitize="$sanitize" -Db_lundef=false >/dev/null
 ninja -C "$tmp/mbuild" >/dev/null

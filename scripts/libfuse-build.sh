@@ -239,7 +239,7 @@ got=$(PKG_CONFIG_PATH=$PCDIR pkg-config --modversion fuse3)
 run "$PREFIX/bin/passthrough_hp" --help
 lib=$(ls "$PREFIX/$LIBDIR"/libfuse3.so.*.*)
 if [ "$IO_URING" = 1 ]; then
-  readelf -d "$lib" | grep -q 'NEEDED.*liburing' || {
+  grep -q 'NEEDED.*liburing' <(readelf -d "$lib") || {
     echo "$lib does not link liburing" >>"$LOG"
     false
   }

@@ -215,7 +215,7 @@ remove() {
     if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then echo "$p still installed"; return 1; fi
   done
   if pkg-config --exists fpio; then echo "fpio.pc still found"; return 1; fi
-  if ldconfig -p | grep -q 'libfpio\.so\.0 '; then echo "libfpio.so.0 still in the loader cache"; return 1; fi
+  if grep -q 'libfpio\.so\.0 ' <(ldconfig -p); then echo "libfpio.so.0 still in the loader cache"; return 1; fi
 }
 step remove remove
 
