@@ -4,8 +4,8 @@
 # Builds both variants against the libfuse fpio was built with (FPIO_FUSE_PCDIR: its pkg-config
 # dir), mounts each twice (default options, then -o threaded=1) on layers inside an ext4 image
 # this script makes, and runs every check once per variant and mode:
-#   roundtrip   64 MiB written, caches dropped, read back cold; the server's own read/write
-#               traffic (/proc/<pid>/io rchar+wchar deltas) is measured
+#   roundtrip   64 MiB written, caches dropped, read back cold; the server's own disk io
+#               meanwhile (/proc/<pid>/io read_bytes+write_bytes deltas) is measured
 #   copyup      a lower file held open by a reader is appended to (copy-up), read back, written
 #               through a MAP_SHARED mmap of a new open; the lower file must stay byte-identical
 #   setuid      a 4777 file in the upper layer written by nobody loses S_ISUID, on the upper file

@@ -12,7 +12,7 @@
 #   auto_cache    -s -o auto_cache (FOPEN_KEEP_CACHE while the mtime stays the same)
 # and runs the checks of that mode once:
 #   roundtrip     (all) 64 MiB written, caches dropped, read back cold; the server's own
-#                 read/write traffic (/proc/<pid>/io rchar+wchar deltas) is measured
+#                 disk io meanwhile (/proc/<pid>/io read_bytes+write_bytes deltas) is measured
 #   cache         (kernel_cache, auto_cache) a file read twice (warm), rewritten through the
 #                 mount, read back: the new contents, no error
 #   setuid        (mt, st) a 4777 file made through the mount, appended to by nobody; the modes
