@@ -46,7 +46,9 @@ static struct {
 	bool no_fpio;
 	struct fpio_session *fpio; /* fpio: the session fpio_fuse_init() attached */
 	struct counters_file counters;
-	atomic_ullong served_read, served_write;
+	/* the reads and writes that reached this server; spliced: writes libfuse
+	 * handed over in its pipe (read from /dev/fuse with splice) */
+	atomic_ullong served_read, served_write, served_write_spliced;
 } fs = {.root = -1};
 
 /* "/a/b" -> "a/b", "/" -> "." (relative to fs.root) */
@@ -62,8 +64,9 @@ static int err(int res)
 
 static int own_counter_lines(int fd)
 {
-	return dprintf(fd, "server_read %llu\nserver_write %llu\n", atomic_load(&fs.served_read),
-		       atomic_load(&fs.served_write));
+	return dprintf(fd, "server_read %llu\nserver_write %llu\nserver_write_spliced %llu\n",
+		       atomic_load(&fs.served_read), atomic_load(&fs.served_write),
+		       atomic_load(&fs.served_write_spliced));
 }
 
 /* ---- the filesystem ---- */
@@ -231,6 +234,8 @@ static int hl_write_buf(const char *path, struct fuse_bufvec *buf, off_t off,
 
 	(void)path;
 	atomic_fetch_add(&fs.served_write, 1);
+	if (buf->count > 0 && (buf->buf[0].flags & FUSE_BUF_IS_FD))
+		atomic_fetch_add(&fs.served_write_spliced, 1);
 	dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	dst.buf[0].fd = (int)fi->fh;
 	dst.buf[0].pos = off;

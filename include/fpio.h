@@ -311,9 +311,10 @@ struct fuse_config;
 #define FPIO_COUNTER_STALE_REFUSED 21
 
 /**
- * Fallbacks: a high-level server's open whose request fpio did not see
- * (libfuse 3.14, which needs fpio to patch the reply: a request read before
- * fpio wrapped the io, or spliced past it).
+ * Fallbacks: a high-level server's open that would have passed through but
+ * whose request fpio did not see (libfuse 3.14, which needs fpio to patch
+ * the reply: a request read before fpio wrapped the io, or spliced past it).
+ * An open kept from passthrough by anything else counts for that reason.
  */
 #define FPIO_COUNTER_FALLBACK_REQUEST_UNSEEN 22
 

@@ -618,9 +618,10 @@ pub const FPIO_COUNTER_FALLBACK_DIRECT_OPENS: u32 = 20;
 /// Opens refused with ESTALE: the server's fd is another file than the
 /// inode's live backing file.
 pub const FPIO_COUNTER_STALE_REFUSED: u32 = 21;
-/// Fallbacks: a high-level server's open whose request fpio did not see
-/// (libfuse 3.14, which needs fpio to patch the reply: a request read before
-/// fpio wrapped the io, or spliced past it).
+/// Fallbacks: a high-level server's open that would have passed through but
+/// whose request fpio did not see (libfuse 3.14, which needs fpio to patch
+/// the reply: a request read before fpio wrapped the io, or spliced past it).
+/// An open kept from passthrough by anything else counts for that reason.
 pub const FPIO_COUNTER_FALLBACK_REQUEST_UNSEEN: u32 = 22;
 /// The number of counters.
 pub const FPIO_COUNTER_COUNT: u32 = 23;

@@ -401,22 +401,21 @@ impl Registry {
 /// The io mode of one open, from the inode's state and what the server
 /// offered; `Register` when the offered fd should become the backing file.
 fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
-    if req.unseen {
-        // The reply cannot carry a backing id. Where the file has one, direct
-        // io at least never puts an inode in cached mode, which would keep
-        // passthrough from the file's other opens (ETXTBSY).
-        let kind = if state.backing.is_some() {
-            FallbackKind::Direct
-        } else {
-            req.fallback
-        };
-        return Step::Done(Grant::Fallback(
+    // An unseen open's reply cannot carry a backing id; it is counted as
+    // unseen only where that is what kept it from passthrough.
+    let unseen = |kind| {
+        Step::Done(Grant::Fallback(
             kind,
             Counter::FallbackRequestUnseen,
             libc::EAGAIN,
-        ));
-    }
+        ))
+    };
     if let Some(b) = state.backing.as_mut() {
+        if req.unseen {
+            // Direct io at least never puts the inode in cached mode, which
+            // would keep passthrough from the file's other opens (ETXTBSY).
+            return unseen(FallbackKind::Direct);
+        }
         return Step::Done(share(b, req, offered));
     }
     let fallback = |reason, errno| Step::Done(Grant::Fallback(req.fallback, reason, errno));
@@ -450,6 +449,9 @@ fn decide(state: &mut InodeState, req: &OpenRequest, offered: Offered) -> Step {
     // The server must have opened the file for the access asked for.
     if !covers(access_bits(access), access_bits(req.access)) {
         return fallback(Counter::FallbackAccess, libc::EACCES);
+    }
+    if req.unseen {
+        return unseen(req.fallback);
     }
     let Source::Fd(fd) = req.source else {
         unreachable!("offered implies an fd")
@@ -637,6 +639,32 @@ mod tests {
         assert_eq!(c.get(Counter::FallbackRequestUnseen), 2);
         reg.release(4, 4, &c).unwrap();
         reg.release(4, 3, &c).unwrap();
+        sys::close(fd);
+    }
+
+    #[test]
+    fn an_unseen_open_is_counted_for_what_else_kept_it_from_passthrough() {
+        let (_dev, reg, c) = setup();
+        let fd = file(libc::O_RDWR);
+        let unseen = |fh, live| OpenRequest {
+            unseen: true,
+            live,
+            fallback: FallbackKind::Cached,
+            ..req(5, fh, libc::O_RDWR, Source::Fd(fd))
+        };
+        // Not live: seen or not, it would not have passed through.
+        assert_eq!(
+            reg.acquire(&unseen(1, false), &c).0,
+            Grant::Fallback(FallbackKind::Cached, Counter::FallbackNotLive, libc::EOPNOTSUPP)
+        );
+        // A cached open of the inode is live: that keeps this one cached too.
+        assert!(matches!(
+            reg.acquire(&unseen(2, true), &c).0,
+            Grant::Fallback(FallbackKind::Cached, Counter::FallbackCachedOpens, _)
+        ));
+        assert_eq!(c.get(Counter::FallbackRequestUnseen), 0);
+        reg.release(5, 1, &c).unwrap();
+        reg.release(5, 2, &c).unwrap();
         sys::close(fd);
     }
 

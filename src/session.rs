@@ -965,9 +965,6 @@ impl Session {
         let offered = registry::look_at(source);
         let file = match offered {
             Offered::File { file, .. } => file,
-            _ if unique.is_none() => {
-                return Some(self.high_level_fallback(hl, fi, Counter::FallbackRequestUnseen, libc::EAGAIN))
-            }
             Offered::None => {
                 return Some(self.high_level_fallback(hl, fi, Counter::FallbackDeclined, libc::EBADF))
             }

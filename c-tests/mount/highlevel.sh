@@ -11,7 +11,11 @@
 #                 (fpio_allow_splice_reads): on libfuse 3.14 fpio must still read each OPEN
 #                 itself to patch its reply, so it turns splice reads off where it is live
 #   not-root      -o kernel_cache, run by an unprivileged user: no passthrough, and
-#                 libfuse keeps applying the option itself (fpio leaves it alone)
+#                 libfuse keeps applying the option itself (fpio leaves it alone); every
+#                 open counted as not live
+#   not-root-splice  the same where libfuse can splice requests (which it does for an
+#                 unprivileged server whenever fs.pipe-max-size allows): the opens fpio does
+#                 not see are still counted as not live, the reason they fall back
 # Each scenario checks:
 #   - passthrough live; 64 MiB written and read back with no READ or WRITE at the server
 #     (not-root: status "server lacks CAP_SYS_ADMIN", the server carries it all);
@@ -25,7 +29,7 @@
 source "$(dirname "$0")/../lib/mount.sh"
 source "$(dirname "$0")/../lib/workloads.sh"
 
-scenario=${1:?usage: highlevel.sh mt|single|clone-fd|kernel-cache|auto-cache}
+scenario=${1:?usage: highlevel.sh mt|single|clone-fd|kernel-cache|auto-cache|splice|not-root|not-root-splice}
 keep_on_reopen=0
 case $scenario in
 mt) opts=() ;;
@@ -34,6 +38,7 @@ clone-fd) opts=(-o clone_fd) ;;
 kernel-cache) opts=(-o kernel_cache) keep_on_reopen=1 ;;
 auto-cache) opts=(-o auto_cache) ;;
 not-root) opts=(-o kernel_cache) keep_on_reopen=1 ;;
+not-root-splice) opts=(-o kernel_cache) keep_on_reopen=1 && fpio_allow_splice_reads ;;
 splice) opts=() && fpio_allow_splice_reads ;;
 *) fail "unknown scenario $scenario" ;;
 esac
@@ -42,7 +47,9 @@ FPIO_SERVER=$FPIO_HL_SERVER
 
 src=$FPIO_TMP/src mnt=$FPIO_TMP/mnt
 mkdir -m 755 "$src"
-if [ "$scenario" = not-root ]; then
+unprivileged=0
+case $scenario in not-root*) unprivileged=1 ;; esac
+if [ "$unprivileged" = 1 ]; then
   fpio_mount_unprivileged "$src" "$mnt" --decline=.served "${opts[@]}"
   fpio_snapshot
   fpio_expect_status server # "server lacks CAP_SYS_ADMIN"
@@ -50,7 +57,11 @@ if [ "$scenario" = not-root ]; then
   fpio_snapshot
   fpio_expect opens_passthrough -eq 0
   fpio_expect fallback_not_live -ge 2
+  fpio_expect fallback_request_unseen -eq 0
   fpio_expect server_write -gt 0
+  if [ "$scenario" = not-root-splice ]; then
+    fpio_expect server_write_spliced -gt 0 # the premise: libfuse did splice
+  fi
 else
   fpio_mount "$src" "$mnt" --decline=.served "${opts[@]}"
   # ---- passthrough carries the io ----
@@ -67,7 +78,7 @@ fpio_wait_counter backing_ids_live -eq 0
 opened=$(fpio_val backing_opened)
 exec 7<>"$mnt/one" 8<"$mnt/one" 9<"$mnt/one.link"
 fpio_snapshot
-if [ "$scenario" = not-root ]; then
+if [ "$unprivileged" = 1 ]; then
   fpio_expect backing_ids_live -eq 0
   fpio_expect backing_opened -eq 0
 else
