@@ -245,12 +245,16 @@ fpio_mount() {
   # The server writes its counters once INIT is done; from then on a change
   # of the file can only come from our SIGUSR1.
   fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
-  if [ "${FPIO_REQUIRE_IO_URING:-0}" = 1 ]; then
-    # libfuse starts its rings while answering INIT (done by now).
-    [ "$(fpio_server_io_urings)" -gt 0 ] ||
-      fail "server (pid $FPIO_DAEMON_PID) holds no io_uring: not served over io_uring"
-    fpio_log "ok: server holds $(fpio_server_io_urings) io_uring fds"
-  fi
+  fpio_check_io_uring
+}
+
+# fpio_check_io_uring: with FPIO_REQUIRE_IO_URING=1, the server (INIT answered, by
+# then libfuse has started its rings) must hold an io_uring.
+fpio_check_io_uring() {
+  [ "${FPIO_REQUIRE_IO_URING:-0}" = 1 ] || return 0
+  [ "$(fpio_server_io_urings)" -gt 0 ] ||
+    fail "server (pid $FPIO_DAEMON_PID) holds no io_uring: not served over io_uring"
+  fpio_log "ok: server holds $(fpio_server_io_urings) io_uring fds"
 }
 
 # fpio_mount_unprivileged SOURCE MNT [server options...]: as fpio_mount, for a
@@ -292,6 +296,7 @@ fpio_mount_unprivileged() {
   stat "$mnt" >/dev/null || fail "stat $mnt"
   fpio_poll "$FPIO_COUNTER_TIMEOUT" "first counters file" test -s "$FPIO_COUNTERS"
   grep -q "^Uid:.*65534" "/proc/$FPIO_DAEMON_PID/status" || fail "the server is not running as nobody"
+  fpio_check_io_uring
 }
 
 # fpio_server_io_urings: how many io_uring instances the server has open.
