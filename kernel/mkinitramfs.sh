@@ -14,7 +14,7 @@
 #   e.g. a test binary linked to libfuse3.so.3 and libfpio.so.0 just works.
 #   Use DEST ending in / to keep the basename under that directory.
 #
-# /init mounts proc, sysfs, devtmpfs and tmpfs (/tmp, /run), runs /test/run
+# /init mounts proc, sysfs, devtmpfs (with /dev/fd) and tmpfs (/tmp, /run), runs /test/run
 # (cwd /test, output on the console), then prints exactly one of
 #   FPIO-VM-RESULT: PASS
 #   FPIO-VM-RESULT: FAIL (exit N)
@@ -128,6 +128,12 @@ export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# What udev adds on a real system and devtmpfs does not: bash's process
+# substitution, <(...), reads /dev/fd/N.
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o size=50% tmpfs /tmp
 mount -t tmpfs tmpfs /run
 echo "fpio-vm: kernel $(uname -r), $(grep -c ^processor /proc/cpuinfo) cpus, cmdline: $(cat /proc/cmdline)"
