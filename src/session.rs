@@ -837,20 +837,27 @@ impl Session {
     }
 
     fn note_transport(&self, req: fuse_req_t) {
+        self.note_transport_once(|| {
+            // SAFETY: req is the live request being answered.
+            if unsafe { glue::req_is_uring(req) } {
+                Transport::IoUring
+            } else {
+                Transport::Device
+            }
+        });
+    }
+
+    /// Records (and logs) the transport the first open came by; later opens
+    /// cost one load and never ask `which`.
+    fn note_transport_once(&self, which: impl FnOnce() -> Transport) {
         if self.transport.load(Ordering::Relaxed) != Transport::Unknown as u32 {
             return;
         }
-        // SAFETY: req is the live request being answered.
-        let t = if unsafe { glue::req_is_uring(req) } {
-            Transport::IoUring
-        } else {
-            Transport::Device
-        };
         if self
             .transport
             .compare_exchange(
                 Transport::Unknown as u32,
-                t as u32,
+                which() as u32,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             )
@@ -943,20 +950,16 @@ impl Session {
         let unique = if self.native_api {
             Some(0)
         } else {
-            match CURRENT_OPEN.with(|c| c.take()) {
-                Some((s, u)) if s == me => Some(u),
-                _ => None,
+            let seen = CURRENT_OPEN
+                .with(|c| c.take())
+                .filter(|&(s, _)| s == me)
+                .map(|(_, u)| u);
+            if seen.is_some() {
+                // Read through fpio's io wrapper: from /dev/fuse (3.14 has no io_uring).
+                self.note_transport_once(|| Transport::Device);
             }
+            seen
         };
-        if unique.is_some() && !self.native_api {
-            // Read through fpio's io wrapper: from /dev/fuse (3.14 has no io_uring).
-            let _ = self.transport.compare_exchange(
-                Transport::Unknown as u32,
-                Transport::Device as u32,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
         let source = if backing_fd == -1 {
             Source::Declined
         } else {
